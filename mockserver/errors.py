@@ -1,0 +1,51 @@
+"""The provider's error body and the exception that carries it.
+
+Body shape (task-api-notes.md, "Errors"):
+``{"error": {"message": ..., "type": ..., "code": <http status>, "param": <field or null>}}``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+INVALID_REQUEST = "invalid_request_error"
+AUTHENTICATION = "authentication_error"
+PAYMENT_REQUIRED = "payment_required"
+PERMISSION = "permission_error"
+NOT_FOUND = "not_found_error"
+RATE_LIMIT = "rate_limit_error"
+SERVER = "server_error"
+
+
+class ApiError(Exception):
+    """A refusal in the provider's format. Raised by the core, rendered by the shell."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = INVALID_REQUEST,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.status, self.message, self.type, self.param)
+
+    def __repr__(self) -> str:
+        return f"ApiError({self.status}, {self.message!r}, param={self.param!r})"
+
+
+def error_body(status: int, message: str, type: str, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "code": status, "param": param}}
+
+
+def bad_request(message: str, param: str | None = None) -> ApiError:
+    return ApiError(400, message, param=param)

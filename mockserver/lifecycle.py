@@ -1,0 +1,77 @@
+"""What a poll shows, derived from a task record and the time: no timers, no threads.
+
+A task is ``SUBMITTED`` for the first tenth of its duration, then
+``IN_PROGRESS`` with its progress rising, then ``SUCCESS`` or ``FAILURE`` once
+its duration has passed (task-api-notes.md, "Statuses"). With a duration of 0
+the first poll already sees the final state. A task whose outcome is ``never``
+stays in progress (a fault a client must survive).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .records import FAILURE_OUTCOME, NEVER_OUTCOME, TaskRecord
+
+QUEUED_SHARE = 0.1
+
+
+class Status(StrEnum):
+    SUBMITTED = "SUBMITTED"
+    IN_PROGRESS = "IN_PROGRESS"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+
+    @property
+    def final(self) -> bool:
+        return self in (Status.SUCCESS, Status.FAILURE)
+
+
+# The provider's two vocabularies for the same states.
+UNIFIED_STATUS = {
+    Status.SUBMITTED: "pending",
+    Status.IN_PROGRESS: "processing",
+    Status.SUCCESS: "completed",
+    Status.FAILURE: "failed",
+}
+STATUS_ORDER = {Status.SUBMITTED: 0, Status.IN_PROGRESS: 1, Status.SUCCESS: 2, Status.FAILURE: 2}
+
+
+@dataclass(frozen=True)
+class TaskView:
+    status: Status
+    progress: int
+    started_at: float | None
+    finished_at: float | None
+
+    @property
+    def final(self) -> bool:
+        return self.status.final
+
+
+def view(record: TaskRecord, now: float) -> TaskView:
+    """The task as a poll at ``now`` sees it."""
+    created = record.created_at
+    end = created + record.duration
+    start = created + record.duration * QUEUED_SHARE
+    if record.outcome == NEVER_OUTCOME:
+        if now < start:
+            return TaskView(Status.SUBMITTED, 0, None, None)
+        return TaskView(Status.IN_PROGRESS, _progress(now, start, end), start, None)
+    if now >= end:
+        if record.outcome == FAILURE_OUTCOME:
+            last = _progress(end, start, end) if record.duration > 0 else 0
+            return TaskView(Status.FAILURE, last, start, end)
+        return TaskView(Status.SUCCESS, 100, start, end)
+    if now < start:
+        return TaskView(Status.SUBMITTED, 0, None, None)
+    return TaskView(Status.IN_PROGRESS, _progress(now, start, end), start, None)
+
+
+def _progress(now: float, start: float, end: float) -> int:
+    """0..99 while running: a running task never shows 100%."""
+    if end <= start:
+        return 99
+    share = (min(now, end) - start) / (end - start)
+    return max(0, min(99, int(share * 100)))

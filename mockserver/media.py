@@ -1,0 +1,64 @@
+"""The committed media files and the links that point at them.
+
+Result URLs point at the fake itself: ``{base}/media/{task_id}/{n}.mp4`` for
+clips, ``{base}/media/{task_id}/grid.png`` and ``{base}/media/{task_id}/{n}.png``
+for imagine results, ``{base}/media/uploads/{upload_id}/{filename}`` for uploads.
+Range requests are answered by Starlette's ``FileResponse``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from .records import IMAGINE, TaskRecord
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+VIDEO_480 = ASSETS / "video-480.mp4"
+VIDEO_720 = ASSETS / "video-720.mp4"
+GRID_PNG = ASSETS / "grid.png"
+IMAGE_PNGS = tuple(ASSETS / f"image-{i}.png" for i in range(4))
+UPLOAD_PATH = re.compile(r"/media/uploads/(?P<id>upl_[0-9A-Za-z]+)/")
+
+
+def clip_file(video_type: str | None) -> Path:
+    """The 720p tiers get the 1280×720 clip, the 480p tiers the 832×464 one."""
+    return VIDEO_720 if video_type and "720" in video_type else VIDEO_480
+
+
+@dataclass(frozen=True)
+class Links:
+    """Absolute URLs for one base (the request's host or ``--public-url``)."""
+
+    base: str
+
+    def videos(self, record: TaskRecord) -> list[str]:
+        return [f"{self.base}/media/{record.id}/{n}.mp4" for n in range(record.clips)]
+
+    def images(self, record: TaskRecord) -> list[str]:
+        return [f"{self.base}/media/{record.id}/{n}.png" for n in range(4)]
+
+    def grid(self, record: TaskRecord) -> str:
+        return f"{self.base}/media/{record.id}/grid.png"
+
+    def media(self, record: TaskRecord) -> list[str]:
+        return self.images(record) if record.action == IMAGINE else self.videos(record)
+
+    def upload(self, upload_id: str, filename: str) -> str:
+        return f"{self.base}/media/uploads/{upload_id}/{quote(filename)}"
+
+
+def upload_id_of(url: str) -> str | None:
+    """The upload id if ``url`` has the shape of this server's upload links."""
+    match = UPLOAD_PATH.match(urlsplit(url).path) if url[:4].lower() == "http" else None
+    return match.group("id") if match else None
+
+
+def safe_filename(name: str | None, content_type: str) -> str:
+    base = Path(name or "").name
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "image"
+    if "." not in base:
+        base += "." + content_type.split("/")[-1]
+    return base[:100]

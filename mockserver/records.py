@@ -1,0 +1,51 @@
+"""Plain records the store keeps. No behaviour beyond (de)serialisation."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+VIDEO = "VIDEO"
+IMAGINE = "IMAGINE"
+
+# How a task ends. ``never`` keeps it running (a fault a client must survive).
+SUCCESS_OUTCOME = "success"
+FAILURE_OUTCOME = "failure"
+NEVER_OUTCOME = "never"
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    id: str
+    account: str
+    action: str
+    created_at: float
+    duration: float
+    prompt: str
+    mode: str
+    clips: int
+    price_key: str
+    quantity: int
+    video_type: str | None = None
+    outcome: str = SUCCESS_OUTCOME
+    fail_reason: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskRecord:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    id: str
+    account: str
+    filename: str
+    content_type: str
+    size: int
+    created_at: float
+    data: bytes = field(repr=False)

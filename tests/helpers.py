@@ -1,0 +1,76 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+
+from mockserver.app import Context
+from mockserver.clock import VirtualClock
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+VIDEO = "/v1/midjourney/generations/video"
+IMAGINE = "/v1/midjourney/generations"
+FRAME = "https://example.com/cat.png"
+
+
+@dataclass
+class Api:
+    """An httpx client wired in-process to one fake, with its clock and context."""
+
+    client: httpx.Client
+    app: Starlette
+    clock: VirtualClock
+
+    @property
+    def ctx(self) -> Context:
+        ctx: Context = self.app.state.ctx
+        return ctx
+
+    def task_count(self) -> int:
+        return len(self.ctx.store.tasks())
+
+    def submit(self, body: Any, **kwargs: Any) -> httpx.Response:
+        return self.client.post(VIDEO, json=body, **kwargs)
+
+    def submit_ok(self, **fields: Any) -> str:
+        body = {"prompt": "a cat", "image_urls": [FRAME], **fields}
+        response = self.submit(body)
+        assert response.status_code == 200, response.text
+        task_id: str = response.json()["data"][0]["task_id"]
+        return task_id
+
+    def imagine_ok(self, prompt: str = "a red fox", **fields: Any) -> str:
+        response = self.client.post(IMAGINE, json={"prompt": prompt, **fields})
+        assert response.status_code == 200, response.text
+        task_id: str = response.json()["data"][0]["task_id"]
+        return task_id
+
+    def poll(self, task_id: str, path: str = "/v1/tasks/") -> dict[str, Any]:
+        response = self.client.get(path + task_id)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def finish(self, task_id: str) -> dict[str, Any]:
+        self.clock.advance(self.ctx.settings.task_seconds + 1)
+        return self.poll(task_id)
+
+
+def assert_refused(response: httpx.Response, status: int, param: str | None, *words: str) -> dict[str, Any]:
+    """The provider's error body, with the status, the field and the words of the rule."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"message", "type", "code", "param"}, error
+    assert error["code"] == status
+    assert error["param"] == param, error
+    for word in words:
+        assert word in error["message"], (word, error["message"])
+    result: dict[str, Any] = error
+    return result

@@ -1,0 +1,74 @@
+"""Flags, environment variables and defaults map onto one frozen Settings."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from mockserver.cli import build_parser
+from mockserver.settings import Settings
+
+
+def parse(*argv: str, env: dict[str, str] | None = None) -> Settings:
+    return Settings.from_args(build_parser().parse_args(["serve", *argv]), env or {})
+
+
+def test_defaults() -> None:
+    s = parse()
+    assert (s.host, s.port, s.task_seconds) == ("127.0.0.1", 8000, 8.0)
+    assert (s.batch_size_policy, s.task_dialect, s.unified_url_shape) == ("strict", "mj", "list")
+    assert s.public_url is None
+    assert s.control is True
+    assert s.task_retention_seconds == 3 * 86400
+    assert s.media_ttl_seconds == 86400
+
+
+def test_every_issue_flag() -> None:
+    s = parse(
+        "--host", "0.0.0.0", "--port", "9000", "--task-seconds", "2.5", "--batch-size-policy", "coerce",
+        "--task-dialect", "unified", "--public-url", "https://fake.test", "--no-control",
+    )  # fmt: skip
+    assert (s.host, s.port, s.task_seconds) == ("0.0.0.0", 9000, 2.5)
+    assert (s.batch_size_policy, s.task_dialect, s.public_url, s.control) == (
+        "coerce",
+        "unified",
+        "https://fake.test",
+        False,
+    )
+
+
+def test_environment_and_precedence() -> None:
+    env = {"MOCKSERVER_TASK_SECONDS": "0", "MOCKSERVER_TASK_DIALECT": "unified", "MOCKSERVER_CONTROL": "false"}
+    s = parse(env=env)
+    assert (s.task_seconds, s.task_dialect, s.control) == (0.0, "unified", False)
+    assert parse("--task-dialect", "mj", env=env).task_dialect == "mj"
+
+
+def test_round_trip_through_environment() -> None:
+    s = Settings(task_seconds=3, batch_size_policy="coerce", public_url="http://x", control=False)
+    assert Settings.from_env(s.to_env()) == s
+
+
+def test_every_field_is_a_flag_and_a_variable() -> None:
+    parser = argparse.ArgumentParser()
+    Settings.add_arguments(parser)
+    help_text = parser.format_help()
+    for f in dataclasses.fields(Settings):
+        assert "--" + f.name.replace("_", "-") in help_text
+        assert "MOCKSERVER_" + f.name.upper() in help_text
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"MOCKSERVER_BATCH_SIZE_POLICY": "lenient"}, {"MOCKSERVER_TASK_SECONDS": "-1"}, {"MOCKSERVER_PORT": "x"}],
+)
+def test_bad_values_refused(env: dict[str, str]) -> None:
+    with pytest.raises((ValueError, argparse.ArgumentTypeError)):
+        Settings.from_env(env)
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().port = 1  # type: ignore[misc]

@@ -1,0 +1,104 @@
+"""The spec is valid OpenAPI 3.1, its examples obey its schemas, and the server serves it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from mockserver.spec import Spec, load_document, spec_path
+
+from .helpers import Api
+
+DOC = load_document()
+REGISTRY: Registry[Any] = Registry().with_resource(
+    "urn:t", Resource.from_contents(DOC, default_specification=DRAFT202012)
+)
+
+
+def test_spec_is_valid_openapi_31() -> None:
+    assert DOC["openapi"].startswith("3.1")
+    validate(DOC)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/v1/midjourney/generations/video"),
+        ("post", "/v1/midjourney/generations"),
+        ("post", "/v1/midjourney/generations/imagine"),
+        ("get", "/v1/tasks/{task_id}"),
+        ("get", "/v1/midjourney/{task_id}"),
+        ("post", "/v1/uploads/images"),
+    ],
+)
+def test_every_documented_operation_is_described(method: str, path: str) -> None:
+    operation = DOC["paths"][path][method]
+    assert operation["operationId"]
+    assert "200" in operation["responses"]
+
+
+def test_video_operation_documents_its_refusals() -> None:
+    responses = DOC["paths"]["/v1/midjourney/generations/video"]["post"]["responses"]
+    assert {"200", "400", "401", "402", "413", "429"} <= set(responses)
+
+
+def _schema_of(ref: dict[str, Any]) -> Draft202012Validator:
+    return Draft202012Validator({"$ref": "urn:t" + ref["$ref"]}, registry=REGISTRY)
+
+
+def test_request_examples_obey_the_schemas() -> None:
+    checked = 0
+    for item in DOC["paths"].values():
+        for operation in item.values():
+            content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if not content:
+                continue
+            validator = _schema_of(content["schema"])
+            for example in content.get("examples", {}).values():
+                validator.validate(example["value"])
+                checked += 1
+    assert checked >= 3  # the doc's two video examples and the imagine one
+
+
+def test_schema_examples_obey_their_schemas() -> None:
+    for name, schema in DOC["components"]["schemas"].items():
+        if "example" in schema:
+            _schema_of({"$ref": f"#/components/schemas/{name}"}).validate(schema["example"])
+
+
+def test_spec_has_the_doc_examples_verbatim() -> None:
+    examples = DOC["paths"]["/v1/midjourney/generations/video"]["post"]["requestBody"]["content"]["application/json"][
+        "examples"
+    ]
+    assert examples["i2v_batch4"]["value"] == {
+        "prompt": "the cat slowly turns its head to the camera",
+        "image_urls": ["https://example.com/cat.png"],
+        "motion": "high",
+        "batch_size": 4,
+    }
+    assert examples["start_end"]["value"]["end_url"] == "https://example.com/sunset.jpg"
+
+
+def test_relaxed_validator_keeps_other_rules() -> None:
+    spec = Spec()
+    relaxed = spec.validator("VideoRequest", relax=("batch_size",))
+    assert relaxed.is_valid({"batch_size": 3})
+    assert not relaxed.is_valid({"batch_size": "3"})
+    assert not relaxed.is_valid({"video_type": "vid_1.1_i2v_extend_480"})
+    assert not spec.validator("VideoRequest").is_valid({"batch_size": 3})
+
+
+def test_served_spec_is_the_file(api: Api) -> None:
+    as_yaml = api.client.get("/openapi.yaml")
+    assert as_yaml.status_code == 200
+    assert as_yaml.text == spec_path().read_text(encoding="utf-8")
+    assert yaml.safe_load(as_yaml.text) == DOC
+    as_json = api.client.get("/openapi.json")
+    assert as_json.headers["content-type"] == "application/json"
+    assert as_json.json() == DOC
