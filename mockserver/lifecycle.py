@@ -4,11 +4,13 @@ A task is ``SUBMITTED`` for the first tenth of its duration, then
 ``IN_PROGRESS`` with its progress rising, then ``SUCCESS`` or ``FAILURE`` once
 its duration has passed (task-api-notes.md, "Statuses"). With a duration of 0
 the first poll already sees the final state. A task whose outcome is ``never``
-stays in progress (a fault a client must survive).
+stays in progress (a fault a client must survive). In poll-count mode (as
+moto's state manager) a task is final on its N-th poll instead, whatever the time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -52,6 +54,8 @@ class TaskView:
 
 def view(record: TaskRecord, now: float) -> TaskView:
     """The task as a poll at ``now`` sees it."""
+    if record.finish_after_polls is not None:
+        return _by_polls(record)
     created = record.created_at
     end = created + record.duration
     start = created + record.duration * QUEUED_SHARE
@@ -67,6 +71,27 @@ def view(record: TaskRecord, now: float) -> TaskView:
     if now < start:
         return TaskView(Status.SUBMITTED, 0, None, None)
     return TaskView(Status.IN_PROGRESS, _progress(now, start, end), start, None)
+
+
+def _by_polls(record: TaskRecord) -> TaskView:
+    """Final once the N-th poll has been counted (``settled_at`` is when that poll came)."""
+    needed = max(1, record.finish_after_polls or 1)
+    if record.settled_at is not None and record.outcome != NEVER_OUTCOME:
+        if record.outcome == FAILURE_OUTCOME:
+            return TaskView(Status.FAILURE, min(99, 100 * (needed - 1) // needed), record.created_at, record.settled_at)
+        return TaskView(Status.SUCCESS, 100, record.created_at, record.settled_at)
+    if record.polls <= 0:
+        return TaskView(Status.SUBMITTED, 0, None, None)
+    return TaskView(Status.IN_PROGRESS, min(99, 100 * record.polls // needed), record.created_at, None)
+
+
+def counted_poll(record: TaskRecord, now: float) -> TaskRecord:
+    """The record after one more poll, in poll-count mode (unchanged otherwise)."""
+    if record.finish_after_polls is None or record.settled_at is not None:
+        return record
+    polls = record.polls + 1
+    settled = now if polls >= record.finish_after_polls else None
+    return dataclasses.replace(record, polls=polls, settled_at=settled)
 
 
 def _progress(now: float, start: float, end: float) -> int:

@@ -30,7 +30,17 @@ class TaskRecord:
     video_type: str | None = None
     outcome: str = SUCCESS_OUTCOME
     fail_reason: str = ""
+    unit_price: float = 0.0
+    # Poll-count transition (as moto's state manager): final on the N-th poll, not by time.
+    finish_after_polls: int | None = None
+    polls: int = 0
+    settled_at: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def charge(self) -> float:
+        """Amount charged = unit price × quantity (midjourney-video.md, "billing")."""
+        return self.unit_price * self.quantity
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -56,6 +56,17 @@ class Settings:
     media_ttl_seconds: float = _opt(
         86400.0, "how long result files stay downloadable after the task ends; then 410 (expires_at)"
     )
+    finish_after_polls: int | None = _opt(
+        None, "poll-count mode: a task is final on its N-th poll, whatever the time (as moto's state manager)"
+    )
+    rate_limit_per_minute: int = _opt(0, "requests per minute per account before 429 rate_limit_error (0 = no limit)")
+    default_balance: float | None = _opt(
+        None, "each account's credit balance; a submission that would overdraw it gets 402 (default: unlimited)"
+    )
+    price_table: str | None = _opt(None, "YAML/JSON file of unit prices per price key, over the packaged defaults")
+    prices: str | None = _opt(None, "unit price overrides: KEY=VALUE,KEY=VALUE (e.g. midjourney@video=0.2)")
+    journal_size: int = _opt(10_000, "requests kept in the journal (a ring: the oldest fall out)")
+    seed: int = _opt(0, "seed of the random draws of faults (probabilities, latency distributions)")
     control: bool = _opt(True, "serve the control plane under /__mock__/ (--no-control switches it off)")
     log_level: str = _opt("warning", "uvicorn log level", ("critical", "error", "warning", "info", "debug", "trace"))
 
@@ -89,8 +100,12 @@ class Settings:
                 raise ValueError(f"{f.name} must be one of {', '.join(choices)} (got {getattr(self, f.name)!r})")
         if self.task_seconds < 0:
             raise ValueError("task_seconds must be >= 0")
-        if self.max_body_bytes <= 0 or self.max_frame_bytes <= 0:
+        if self.max_body_bytes <= 0 or self.max_frame_bytes <= 0 or self.journal_size <= 0:
             raise ValueError("size limits must be positive")
+        if self.finish_after_polls is not None and self.finish_after_polls < 1:
+            raise ValueError("finish_after_polls must be >= 1")
+        if self.rate_limit_per_minute < 0:
+            raise ValueError("rate_limit_per_minute must be >= 0")
         return self
 
     # -- command line ---------------------------------------------------------------
@@ -132,6 +147,7 @@ def _converter(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
 
 def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    kind = kind.removesuffix(" | None")
     try:
         if kind == "bool":
             lowered = raw.strip().lower()

@@ -26,12 +26,16 @@ from .errors import ApiError, bad_request
 SPEC_URI = "urn:mockserver:openapi"
 
 
-def spec_path() -> Path:
-    """The spec file: packaged inside the wheel, or ``spec/`` of a source checkout."""
-    packaged = resources.files("mockserver").joinpath("_spec/openapi.yaml")
+PROVIDER = "openapi.yaml"
+CONTROL = "control.yaml"
+
+
+def spec_path(name: str = PROVIDER) -> Path:
+    """A spec file: packaged inside the wheel, or ``spec/`` of a source checkout."""
+    packaged = resources.files("mockserver").joinpath(f"_spec/{name}")
     if packaged.is_file():
         return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "spec" / "openapi.yaml"
+    return Path(__file__).resolve().parent.parent / "spec" / name
 
 
 def load_document(path: Path | None = None) -> dict[str, Any]:
@@ -44,8 +48,9 @@ def load_document(path: Path | None = None) -> dict[str, Any]:
 class Spec:
     """The provider's API as written in the spec: schemas, enums, validators."""
 
-    def __init__(self, document: dict[str, Any] | None = None) -> None:
-        self.document = document if document is not None else load_document()
+    def __init__(self, document: dict[str, Any] | None = None, *, name: str = PROVIDER) -> None:
+        self.name = name
+        self.document = document if document is not None else load_document(spec_path(name))
         self._registry: Registry[Any] = Registry().with_resource(
             SPEC_URI, Resource.from_contents(self.document, default_specification=DRAFT202012)
         )
@@ -74,7 +79,7 @@ class Spec:
 
     @cached_property
     def yaml_text(self) -> str:
-        return spec_path().read_text(encoding="utf-8")
+        return spec_path(self.name).read_text(encoding="utf-8")
 
     @cached_property
     def json_bytes(self) -> bytes:

@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from mockserver.app import account_id
+from mockserver.http import account_id
 from mockserver.records import FAILURE_OUTCOME, TaskRecord
 from mockserver.spec import load_document
 

@@ -1,5 +1,14 @@
-"""The control plane under ``/__mock__/``: the fake's own knobs, apart from the provider's API."""
+"""The control plane under ``/__mock__/`` and the Python object that drives it."""
 
+from .client import ClockControl, ControlError, FaultControl, JournalControl, LedgerControl, MockControl
 from .routes import control_app
 
-__all__ = ["control_app"]
+__all__ = [
+    "ClockControl",
+    "ControlError",
+    "FaultControl",
+    "JournalControl",
+    "LedgerControl",
+    "MockControl",
+    "control_app",
+]

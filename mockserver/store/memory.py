@@ -1,15 +1,32 @@
-"""The default store: plain dicts in one process."""
+"""The default store: plain dicts in one process (one event loop: no locks needed)."""
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
 from ..records import TaskRecord, UploadRecord
+from ..scenarios import Rule
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, journal_size: int = 10_000) -> None:
+        self._journal: deque[dict[str, Any]] = deque(maxlen=journal_size)
+        self._seq = 0  # never reset: journal cursors (`since`) stay valid across resets
+        self._clear()
+
+    def _clear(self) -> None:
+        self._journal.clear()
         self._tasks: dict[str, TaskRecord] = {}
         self._keys: dict[tuple[str, str], str] = {}
         self._uploads: dict[str, UploadRecord] = {}
+        self._rules: dict[str, Rule] = {}
+        self._fired: dict[str, int] = {}
+        self._windows: dict[str, tuple[int, int]] = {}
+        self._balances: dict[str, float | None] = {}
+
+    # tasks
 
     def put_task(self, record: TaskRecord) -> None:
         self._tasks[record.id] = record
@@ -17,11 +34,27 @@ class MemoryStore:
     def get_task(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)
 
+    def update_task(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord | None:
+        record = self._tasks.get(task_id)
+        if record is None:
+            return None
+        updated = change(record)
+        if updated is not record:
+            self._tasks[task_id] = updated
+        return updated
+
+    def tasks(self, account: str | None = None) -> list[TaskRecord]:
+        return [t for t in self._tasks.values() if account is None or t.account == account]
+
+    # idempotency
+
     def claim_idempotency_key(self, account: str, key: str, task_id: str) -> str:
         return self._keys.setdefault((account, key), task_id)
 
     def idempotent_task(self, account: str, key: str) -> str | None:
         return self._keys.get((account, key))
+
+    # uploads
 
     def put_upload(self, upload: UploadRecord) -> None:
         self._uploads[upload.id] = upload
@@ -29,15 +62,63 @@ class MemoryStore:
     def get_upload(self, upload_id: str) -> UploadRecord | None:
         return self._uploads.get(upload_id)
 
-    def tasks(self, account: str | None = None) -> list[TaskRecord]:
-        return [t for t in self._tasks.values() if account is None or t.account == account]
+    # journal
+
+    def append_journal(self, entry: dict[str, Any]) -> int:
+        self._seq += 1
+        self._journal.append({**entry, "seq": self._seq})
+        return self._seq
+
+    def journal(self, since: int = 0) -> list[dict[str, Any]]:
+        return [e for e in self._journal if e["seq"] > since]
+
+    # faults
+
+    def put_rule(self, rule: Rule) -> None:
+        self._rules[rule.id] = rule
+        self._fired[rule.id] = 0
+
+    def rules(self) -> list[Rule]:
+        return list(self._rules.values())
+
+    def delete_rule(self, rule_id: str) -> bool:
+        self._fired.pop(rule_id, None)
+        return self._rules.pop(rule_id, None) is not None
+
+    def fire_rule(self, rule_id: str) -> bool:
+        rule = self._rules.get(rule_id)
+        if rule is None:
+            return False
+        fired = self._fired.get(rule_id, 0)
+        if rule.times is not None and fired >= rule.times:
+            return False
+        self._fired[rule_id] = fired + 1
+        return True
+
+    # rate limiting
+
+    def hit(self, account: str, window: int) -> int:
+        current, count = self._windows.get(account, (window, 0))
+        count = count + 1 if current == window else 1
+        self._windows[account] = (window, count)
+        return count
+
+    # balances
+
+    def set_balance(self, account: str, amount: float | None) -> None:
+        self._balances[account] = amount
+
+    def balances(self) -> dict[str, float | None]:
+        return dict(self._balances)
 
     def reset(self, account: str | None = None) -> None:
         if account is None:
-            self._tasks.clear()
-            self._keys.clear()
-            self._uploads.clear()
+            self._clear()
             return
         self._tasks = {k: v for k, v in self._tasks.items() if v.account != account}
         self._keys = {k: v for k, v in self._keys.items() if k[0] != account}
         self._uploads = {k: v for k, v in self._uploads.items() if v.account != account}
+        kept = [e for e in self._journal if e.get("account") != account]
+        self._journal = deque(kept, maxlen=self._journal.maxlen)
+        self._windows.pop(account, None)
+        self._balances.pop(account, None)

@@ -1,0 +1,48 @@
+"""What every route needs, built once per app: settings, spec, clock, store, prices."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from ulid import ULID
+
+from . import rules
+from .clock import Clock
+from .ledger import load_prices
+from .media import Links
+from .settings import Settings
+from .spec import Spec
+from .store import Store
+
+
+@dataclass
+class Context:
+    settings: Settings
+    spec: Spec
+    clock: Clock
+    store: Store
+    prices: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.prices = load_prices(self.settings.price_table, self.settings.prices)
+        self.rng = random.Random(self.settings.seed)
+        self.batch_sizes = tuple(self.spec.enum("VideoRequest", "batch_size"))
+        self.video_defaults = {
+            name: self.spec.default("VideoRequest", name) for name in ("video_type", "motion", "animate_mode")
+        }
+        self.relax = ("batch_size",) if self.settings.batch_size_policy == rules.COERCE else ()
+        # Compile the validators now, not on the first request.
+        self.spec.validator("VideoRequest", relax=self.relax)
+        self.spec.validator("ImagineRequest")
+
+    def links(self, request: Request) -> Links:
+        base = self.settings.public_url or str(request.base_url)
+        return Links(base.rstrip("/"))
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}_{ULID.from_timestamp(self.clock.now())}"
+
+    def balance(self, account: str) -> float | None:
+        return self.store.balances().get(account, self.settings.default_balance)

@@ -1,0 +1,120 @@
+"""Credits: the price table, and what each account spent, derived from its tasks.
+
+A charge is made when a task is accepted (unit price × quantity); a task that
+ends in FAILURE is refunded (task-api-notes.md: "the charge is refunded
+automatically"). Both are read off the task records and the clock, so the
+ledger can never disagree with the tasks.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .lifecycle import Status, view
+from .records import TaskRecord
+
+DEFAULT_PRICES = Path(__file__).resolve().parent / "prices.yaml"
+NEVER_CHARGED = frozenset({"midjourney@video-fast", "midjourney@video-turbo"})
+
+
+def load_prices(path: str | Path | None = None, overrides: str | None = None) -> dict[str, float]:
+    """The price table: the packaged defaults, a YAML/JSON file on top, then ``KEY=VALUE,…`` overrides."""
+    table: dict[str, float] = {}
+    for source in (DEFAULT_PRICES, path):
+        if source is None:
+            continue
+        data = yaml.safe_load(Path(source).read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: a price table is a mapping of price key to unit price")
+        for key, value in data.items():
+            table[str(key)] = _price(key, value)
+    for item in (overrides or "").split(","):
+        if item.strip():
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"prices: expected KEY=VALUE, got {item!r}")
+            table[key.strip()] = _price(key, value)
+    for key in NEVER_CHARGED:
+        table[key] = 0.0
+    return table
+
+
+def _price(key: Any, value: Any) -> float:
+    try:
+        price = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"price of {key}: {value!r} is not a number") from None
+    if price < 0:
+        raise ValueError(f"price of {key} must not be negative")
+    return price
+
+
+def unit_price(prices: Mapping[str, float], key: str) -> float:
+    return 0.0 if key in NEVER_CHARGED else prices.get(key, 0.0)
+
+
+@dataclass(frozen=True)
+class Entry:
+    account: str
+    task_id: str
+    kind: str  # charge | refund
+    price_key: str
+    quantity: int
+    amount: float
+    at: float
+
+
+def entries(records: Iterable[TaskRecord], now: float) -> list[Entry]:
+    out: list[Entry] = []
+    for r in records:
+        out.append(Entry(r.account, r.id, "charge", r.price_key, r.quantity, r.charge, r.created_at))
+        state = view(r, now)
+        if state.status is Status.FAILURE and r.charge:
+            out.append(Entry(r.account, r.id, "refund", r.price_key, r.quantity, -r.charge, state.finished_at or now))
+    out.sort(key=lambda e: (e.at, e.task_id, e.kind))
+    return out
+
+
+def spent(records: Iterable[TaskRecord], now: float) -> float:
+    return sum(e.amount for e in entries(records, now))
+
+
+def _blank_account() -> dict[str, Any]:
+    return {"charged": 0.0, "refunded": 0.0, "spent": 0.0, "tasks": 0, "by_price_key": defaultdict(float)}
+
+
+def summary(
+    records: Iterable[TaskRecord], now: float, balances: Mapping[str, float | None], default_balance: float | None
+) -> dict[str, Any]:
+    """What each account was charged, refunded and has left; the whole run's total."""
+    accounts: defaultdict[str, dict[str, Any]] = defaultdict(_blank_account)
+    all_entries = entries(records, now)
+    for e in all_entries:
+        acct = accounts[e.account]
+        if e.kind == "charge":
+            acct["charged"] += e.amount
+            acct["tasks"] += 1
+        else:
+            acct["refunded"] -= e.amount
+        acct["spent"] += e.amount
+        acct["by_price_key"][e.price_key] += e.amount
+    for name in balances:
+        accounts.setdefault(name, _blank_account())  # listed though it has no task
+    result = {}
+    for name, acct in sorted(accounts.items()):
+        limit = balances.get(name, default_balance)
+        acct["by_price_key"] = dict(acct["by_price_key"])
+        acct["balance"] = limit
+        acct["remaining"] = None if limit is None else limit - acct["spent"]
+        result[name] = acct
+    return {
+        "total_spent": sum(a["spent"] for a in result.values()),
+        "accounts": result,
+        "entries": [e.__dict__ for e in all_entries],
+    }
