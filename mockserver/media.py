@@ -52,7 +52,13 @@ class Links:
 
 def upload_id_of(url: str) -> str | None:
     """The upload id if ``url`` has the shape of this server's upload links."""
-    match = UPLOAD_PATH.match(urlsplit(url).path) if url[:4].lower() == "http" else None
+    if url[:4].lower() != "http":
+        return None
+    try:
+        path = urlsplit(url).path
+    except ValueError:  # not a URL at all (e.g. "http://[" is an unclosed IPv6 host)
+        return None
+    match = UPLOAD_PATH.match(path)
     return match.group("id") if match else None
 
 

@@ -8,6 +8,7 @@ are applied here (refusals, latency, task outcomes) or marked for the wire
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -25,6 +26,8 @@ from .media import GRID_PNG, IMAGE_PNGS, clip_file, safe_filename, upload_id_of
 from .records import FAILURE_OUTCOME, IMAGINE, NEVER_OUTCOME, VIDEO, TaskRecord, UploadRecord
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+# Malformed multipart parts are answered with a 400; the parser's own warning about them is noise.
+logging.getLogger("python_multipart").setLevel(logging.ERROR)
 SCENARIO_HEADER = "x-mock-scenario"
 
 
@@ -103,18 +106,20 @@ class ProviderApi:
     # -- submissions --------------------------------------------------------------------
 
     async def _submission(
-        self, request: Request, endpoint: str
+        self, request: Request, endpoint: str, schema: str
     ) -> tuple[str, str | None, dict[str, Any] | Response, scenarios.Scenario | None]:
+        """Account, rate limit, JSON body, schema; then an idempotent replay, or the chosen faults."""
         account, chosen = self._admit(request, endpoint)
         key = idempotency_key(request)
+        body = await read_json(request)
+        note(request, body=shortened(body))
+        self.ctx.spec.check(schema, body, relax=self.ctx.relax if schema == "VideoRequest" else ())
         if key is not None:
             earlier = self.ctx.store.idempotent_task(account, key)
             if earlier is not None:
                 await self._apply(request, chosen)
                 note(request, task_id=earlier, replayed=True)
                 return account, key, submitted(earlier, replayed=True), chosen
-        body = await read_json(request)
-        note(request, body=shortened(body))
         chosen = chosen or scenarios.from_prompt(body.get("prompt")) or self._from_rules(endpoint, account, body)
         await self._apply(request, chosen)
         return account, key, body, chosen
@@ -162,10 +167,9 @@ class ProviderApi:
 
     async def create_video(self, request: Request) -> Response:
         ctx = self.ctx
-        account, key, body, chosen = await self._submission(request, "video")
+        account, key, body, chosen = await self._submission(request, "video", "VideoRequest")
         if isinstance(body, Response):
             return body
-        ctx.spec.check("VideoRequest", body, relax=ctx.relax)
         job = rules.video_job(
             body,
             policy=ctx.settings.batch_size_policy,
@@ -201,10 +205,9 @@ class ProviderApi:
 
     async def create_imagine(self, request: Request) -> Response:
         ctx = self.ctx
-        account, key, body, chosen = await self._submission(request, "imagine")
+        account, key, body, chosen = await self._submission(request, "imagine", "ImagineRequest")
         if isinstance(body, Response):
             return body
-        ctx.spec.check("ImagineRequest", body)
         speed = body.get("speed") or ctx.spec.default("ImagineRequest", "speed")
         prompt = rules.imagine_prompt(body.get("prompt"))
         for n, url in enumerate(body.get("image_urls") or []):

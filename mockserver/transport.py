@@ -10,12 +10,13 @@ for a real broken connection.
 
 from __future__ import annotations
 
+import queue
 import threading
-from contextlib import AbstractContextManager
 from typing import Any
 
+import anyio
 import httpx
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .middleware import WIRE_FAULTS_EXTENSION
@@ -52,7 +53,8 @@ class AsyncASGITransport(httpx.ASGITransport):
         response = await super().handle_async_request(request)
         body = await response.aread()
         raise_wire_fault(response.status_code, response.headers, request)
-        return httpx.Response(response.status_code, headers=response.headers, content=body, request=request)
+        # A stream, not content: the client then reads and closes it itself, setting .elapsed as for a socket.
+        return httpx.Response(response.status_code, headers=response.headers, stream=httpx.ByteStream(body))
 
 
 class SyncASGITransport(httpx.BaseTransport):
@@ -61,14 +63,24 @@ class SyncASGITransport(httpx.BaseTransport):
             app=in_process(app), raise_app_exceptions=False, client=CLIENT_ADDRESS, root_path=root_path
         )
         self._lock = threading.Lock()
-        self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._portal: BlockingPortal | None = None
+        self._thread: threading.Thread | None = None
 
     def _running_portal(self) -> BlockingPortal:
+        """The event loop thread, started on first use. A daemon thread: a transport
+        nobody closed never keeps the interpreter from exiting."""
         with self._lock:
             if self._portal is None:
-                self._portal_cm = start_blocking_portal()
-                self._portal = self._portal_cm.__enter__()
+                ready: queue.Queue[BlockingPortal] = queue.Queue()
+
+                async def serve() -> None:
+                    async with BlockingPortal() as portal:
+                        ready.put(portal)
+                        await portal.sleep_until_stopped()
+
+                self._thread = threading.Thread(target=anyio.run, args=(serve,), name="mockserver-asgi", daemon=True)
+                self._thread.start()
+                self._portal = ready.get()
             return self._portal
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -84,11 +96,12 @@ class SyncASGITransport(httpx.BaseTransport):
 
         status, headers, body, extensions = self._running_portal().call(call)
         raise_wire_fault(status, httpx.Headers(headers), request)
-        return httpx.Response(status, headers=headers, content=body, extensions=extensions, request=request)
+        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body), extensions=extensions)
 
     def close(self) -> None:
         with self._lock:
-            if self._portal_cm is not None:
-                self._portal_cm.__exit__(None, None, None)
-            self._portal_cm = None
-            self._portal = None
+            portal, thread = self._portal, self._thread
+            self._portal = self._thread = None
+        if portal is not None and thread is not None:
+            portal.call(portal.stop)
+            thread.join(timeout=10)

@@ -26,7 +26,9 @@ json_values = st.recursive(
 FIELDS = ["prompt", "image_urls", "task_id", "index", "video_type", "animate_mode", "motion", "batch_size", "end_url"]
 plausible = {
     "prompt": st.sampled_from(["", " ", "a cat"]) | st.text(max_size=20),
-    "image_urls": st.sampled_from([[FRAME], [], [FRAME, FRAME], ["data:image/png;base64,AAAA"], ["x"]]),
+    "image_urls": st.sampled_from(
+        [[FRAME], [], [FRAME, FRAME], ["data:image/png;base64,AAAA"], ["x"], ["http://["], ["https://[::1"]]
+    ),
     "task_id": st.sampled_from(["", "task_x", "task_01KV52C0TEJSYZMCG0NCS4YWKK"]),
     "index": st.integers(-2, 6),
     "video_type": st.sampled_from(

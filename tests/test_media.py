@@ -58,5 +58,6 @@ def test_upload_links() -> None:
     assert upload_id_of("http://h:1/media/uploads/upl_01ABC/a.png") == "upl_01ABC"
     assert upload_id_of("https://example.com/cat.png") is None
     assert upload_id_of("data:image/png;base64,AAAA") is None
+    assert upload_id_of("http://[") is None  # found by schemathesis: urlsplit raises on it
     assert safe_filename("../../etc/pass wd", "image/png") == "pass_wd.png"
     assert safe_filename(None, "image/jpeg") == "image.jpeg"

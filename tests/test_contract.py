@@ -1,0 +1,162 @@
+"""The contract suite passes on the fake, fails on each broken variant naming the rule, and keeps to its budget."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from contract import Report, run_contract
+from contract.report import FAIL, INFO, SKIP
+from mockserver import Settings, create_app
+from mockserver.process import ServerProcess
+from mockserver.transport import SyncASGITransport
+
+from .broken import VARIANTS, Variant, fake
+
+BASE = "http://fake.test"
+
+
+def check(app: object, **options: object) -> tuple[Report, str]:
+    out = io.StringIO()
+    transport = SyncASGITransport(app)  # type: ignore[arg-type]
+    try:
+        report = run_contract(BASE, "contract-token", transport=transport, out=out, **options)  # type: ignore[arg-type]
+    finally:
+        transport.close()
+    return report, out.getvalue()
+
+
+def test_fake_passes_in_process() -> None:
+    report, output = check(fake(), examples=15)
+    assert report.failed == [], "\n".join(f"{f.rule}: {f.observed}" for f in report.failed)
+    assert report.fake
+    assert report.paid_tasks == 6
+    verdicts = {f.rule: f.verdict for f in report.findings}
+    for rule in ("lifecycle.batch1.video_urls_length", "lifecycle.batch4.video_urls_length", "reuse.prompt_inherited"):
+        assert verdicts[rule] == "PASS"
+    assert verdicts["open.batch_size_policy"] == INFO
+    assert verdicts["open.task_view_dialect"] == INFO
+    assert any(rule.startswith("schemathesis POST /v1/midjourney/generations/video") for rule in verdicts)
+    assert "passed, 0 failed" in output
+
+
+def test_open_points_report_the_reading() -> None:
+    report, _ = check(fake(batch_size_policy="coerce", task_dialect="unified"), schemathesis=False)
+    assert report.failed == []
+    observed = {f.rule: f.observed for f in report.findings}
+    assert observed["open.batch_size_policy"].startswith("coerce")
+    assert "envelope" in observed["open.task_view_dialect"]
+
+
+def test_lifecycle_seen_in_progress() -> None:
+    """With a real duration the checker sees the task run and its progress rise."""
+    report, _ = check(fake(task_seconds=0.3), schemathesis=False)
+    assert report.failed == []
+    statuses = next(f.observed for f in report.findings if f.rule == "lifecycle.batch1.status_forward")
+    assert "IN_PROGRESS" in statuses
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
+def test_broken_variant_is_caught(monkeypatch: pytest.MonkeyPatch, variant: Variant) -> None:
+    report, _ = check(variant.build(monkeypatch), schemathesis=False)
+    failed = {f.rule for f in report.failed}
+    assert variant.caught_by in failed, f"{variant.name} not caught by {variant.caught_by}; failed: {sorted(failed)}"
+
+
+def test_schemathesis_catches_a_server_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mockserver.provider as provider
+
+    def crash(url: str) -> str | None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(provider, "upload_id_of", crash)
+    report, _ = check(fake(), examples=10)
+    failed = {f.rule for f in report.failed}
+    assert "schemathesis POST /v1/midjourney/generations/video: Server error" in failed
+
+
+# -- the spend guard ----------------------------------------------------------------------------
+
+
+def live_like(**settings: object) -> tuple[object, object]:
+    """A fake that does not say it is one (no control plane): the checker treats it as live."""
+    app = create_app(Settings(task_seconds=0, control=False, **settings))  # type: ignore[arg-type]
+    return app, app.state.ctx.store
+
+
+def test_live_target_spends_nothing_by_default() -> None:
+    app, store = live_like()
+    report, output = check(app, examples=10)
+    assert not report.fake
+    assert report.paid_tasks == 0
+    assert store.tasks() == []  # type: ignore[attr-defined]
+    assert report.failed == []
+    skipped = {f.rule for f in report.findings if f.verdict == SKIP}
+    assert {"lifecycle.batch1", "reuse", "open.batch_size_policy"} <= skipped
+    assert "about to use 0 paid task(s)" in output
+    assert "skipped for the budget: lifecycle, batch_size 1" in output
+
+
+def test_budget_is_a_hard_cap() -> None:
+    app, store = live_like()
+    report, output = check(app, max_paid_tasks=2, schemathesis=False)
+    assert len(store.tasks()) == 2  # type: ignore[attr-defined]
+    assert report.paid_tasks == 2
+    assert "about to use 2 paid task(s): 1 × midjourney@video, 1 × midjourney@imagine-relax" in output
+
+
+def test_accepted_refusal_counts_and_stops_submissions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from .broken import frame_and_task_accepted
+
+    frame_and_task_accepted(monkeypatch)
+    app, store = live_like()
+    report, _ = check(app, schemathesis=False)
+    assert len(store.tasks()) == 1  # type: ignore[attr-defined]  # one mistaken acceptance, then nothing more
+    assert report.paid_tasks == 1
+    assert report.verdict_of("refuse.frame_and_task") == FAIL
+    assert report.verdict_of("refuse.two_images") == SKIP
+
+
+def test_token_is_never_printed_or_written(tmp_path: Path) -> None:
+    out = io.StringIO()
+    path = tmp_path / "report.json"
+    transport = SyncASGITransport(fake())
+    run_contract(BASE, "s3cret-token-value", transport=transport, out=out, report_path=path, examples=5)
+    transport.close()
+    assert "s3cret-token-value" not in out.getvalue()
+    assert "s3cret-token-value" not in path.read_text()
+    assert json.loads(path.read_text())["counts"]["FAIL"] == 0
+
+
+# -- the command line against a real server -------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_command_line_against_the_server(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    with ServerProcess(["--task-seconds", "0"]) as server:
+        result = subprocess.run(
+            [sys.executable, "-m", "contract", "--base-url", server.base_url, "--max-paid-tasks", "20",
+             "--report", str(report), "--examples", "10"],
+            capture_output=True, text=True, timeout=300, env={"APIMART_TOKEN": "t", "PATH": ""},
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "rule" in result.stdout and "documentation says" in result.stdout
+    assert json.loads(report.read_text())["counts"]["FAIL"] == 0
+
+
+def test_command_line_needs_a_token() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "contract", "--base-url", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": ""},
+    )
+    assert result.returncode == 2
+    assert "APIMART_TOKEN" in result.stderr
