@@ -127,7 +127,8 @@ class Target:
     def _is_fake(self) -> bool:
         try:
             response = self.http.get("/__mock__/health")
-            return response.status_code == 200 and response.json() == {"status": "ok"}
+            body = response.json()
+            return response.status_code == 200 and isinstance(body, dict) and body.get("status") == "ok"
         except (httpx.HTTPError, ValueError):
             return False
 

@@ -20,7 +20,7 @@ from .middleware import Journal, WireFaults
 from .provider import MediaFiles, ProviderApi
 from .settings import Settings
 from .spec import Spec
-from .store import MemoryStore, Store
+from .store import Store, open_store
 
 __all__ = ["Context", "app_from_env", "create_app"]
 
@@ -55,11 +55,12 @@ def create_app(
 ) -> Starlette:
     """The fake as an ASGI app. Every collaborator can be handed in (tests hand in a virtual clock)."""
     settings = (settings or Settings()).validated()
+    store = store if store is not None else open_store(settings.state, settings.journal_size)
     ctx = Context(
         settings=settings,
         spec=spec or Spec(),
-        clock=clock or ShiftedClock(),
-        store=store if store is not None else MemoryStore(settings.journal_size),
+        clock=clock or ShiftedClock(state=store),
+        store=store,
     )
     routes: list[BaseRoute] = [*ProviderApi(ctx).routes(), *MediaFiles(ctx).routes(), *spec_routes(ctx.spec)]
     if settings.control:

@@ -42,7 +42,8 @@ def serve(settings: Settings) -> int:
     print(
         f"mockserver: serving on http://{settings.host}:{settings.port} "
         f"(task_seconds={settings.task_seconds:g}, batch_size_policy={settings.batch_size_policy}, "
-        f"task_dialect={settings.task_dialect}, results at {public}/media/…, "
+        f"task_dialect={settings.task_dialect}, state={settings.state}, workers={settings.workers}, "
+        f"results at {public}/media/…, "
         f"control plane {'at /__mock__/' if settings.control else 'off'})",
         flush=True,
     )
@@ -52,6 +53,7 @@ def serve(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        workers=settings.workers,
         access_log=settings.log_level in ("info", "debug", "trace"),
     )
     return 0

@@ -43,34 +43,53 @@ class VirtualClock:
         return self._now
 
 
+class ClockState(Protocol):
+    """Where a shifted clock keeps its offset, so that every worker reads the same time."""
+
+    def clock_state(self) -> tuple[float, float | None]: ...
+
+    def set_clock_state(self, offset: float, frozen_at: float | None) -> None: ...
+
+
+class LocalClockState:
+    def __init__(self) -> None:
+        self._state: tuple[float, float | None] = (0.0, None)
+
+    def clock_state(self) -> tuple[float, float | None]:
+        return self._state
+
+    def set_clock_state(self, offset: float, frozen_at: float | None) -> None:
+        self._state = (offset, frozen_at)
+
+
 class ShiftedClock:
     """Wall clock + offset; ``freeze()`` stops it at its current reading.
 
     This is the server's default clock: real time passes, and
-    ``POST /__mock__/clock`` can still jump it forward or freeze it.
+    ``POST /__mock__/clock`` can still jump it forward or freeze it. Its state
+    lives in ``state`` (the store), so worker processes share one clock.
     """
 
-    def __init__(self, base: Clock | None = None) -> None:
+    def __init__(self, base: Clock | None = None, state: ClockState | None = None) -> None:
         self._base = base or SystemClock()
-        self._offset = 0.0
-        self._frozen_at: float | None = None
+        self._state: ClockState = state or LocalClockState()
 
     def now(self) -> float:
-        if self._frozen_at is not None:
-            return self._frozen_at
-        return self._base.now() + self._offset
+        offset, frozen_at = self._state.clock_state()
+        return frozen_at if frozen_at is not None else self._base.now() + offset
 
     @property
     def frozen(self) -> bool:
-        return self._frozen_at is not None
+        return self._state.clock_state()[1] is not None
 
     def advance(self, seconds: float) -> float:
         if seconds < 0:
             raise ValueError("a clock only moves forward")
-        if self._frozen_at is not None:
-            self._frozen_at += seconds
+        offset, frozen_at = self._state.clock_state()
+        if frozen_at is not None:
+            self._state.set_clock_state(offset, frozen_at + seconds)
         else:
-            self._offset += seconds
+            self._state.set_clock_state(offset + seconds, None)
         return self.now()
 
     def set(self, when: float) -> float:
@@ -80,11 +99,14 @@ class ShiftedClock:
         return self.advance(when - current)
 
     def freeze(self) -> float:
-        self._frozen_at = self.now()
-        return self._frozen_at
+        offset, frozen_at = self._state.clock_state()
+        if frozen_at is None:
+            frozen_at = self._base.now() + offset
+            self._state.set_clock_state(offset, frozen_at)
+        return frozen_at
 
     def unfreeze(self) -> float:
-        if self._frozen_at is not None:
-            self._offset = self._frozen_at - self._base.now()
-            self._frozen_at = None
+        frozen_at = self._state.clock_state()[1]
+        if frozen_at is not None:
+            self._state.set_clock_state(frozen_at - self._base.now(), None)
         return self.now()

@@ -67,6 +67,11 @@ class Settings:
     prices: str | None = _opt(None, "unit price overrides: KEY=VALUE,KEY=VALUE (e.g. midjourney@video=0.2)")
     journal_size: int = _opt(10_000, "requests kept in the journal (a ring: the oldest fall out)")
     seed: int = _opt(0, "seed of the random draws of faults (probabilities, latency distributions)")
+    state: str = _opt(
+        "memory://",
+        "where state is kept: memory://, sqlite:///FILE (survives restarts; workers) or redis://HOST:PORT/DB",
+    )
+    workers: int = _opt(1, "worker processes (needs a shared --state: sqlite:/// or redis://)")
     control: bool = _opt(True, "serve the control plane under /__mock__/ (--no-control switches it off)")
     log_level: str = _opt("warning", "uvicorn log level", ("critical", "error", "warning", "info", "debug", "trace"))
 
@@ -106,6 +111,10 @@ class Settings:
             raise ValueError("finish_after_polls must be >= 1")
         if self.rate_limit_per_minute < 0:
             raise ValueError("rate_limit_per_minute must be >= 0")
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+        if self.workers > 1 and self.state.startswith("memory"):
+            raise ValueError("several workers cannot share memory:// state: use --state sqlite:///FILE or redis://…")
         return self
 
     # -- command line ---------------------------------------------------------------

@@ -1,13 +1,22 @@
 from __future__ import annotations
 
+import shutil
+import subprocess
+import time
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from mockserver import Settings, VirtualClock, create_app
+from mockserver.process import free_port
 from mockserver.spec import Spec
+from mockserver.store import MemoryStore, Store
+from mockserver.store.redis_store import RedisStore
+from mockserver.store.sqlite import SQLiteStore
 from mockserver.transport import SyncASGITransport
 
 from .helpers import AUTH, Api
@@ -16,13 +25,72 @@ MakeApi = Callable[..., Api]
 SPEC = Spec()  # loaded and compiled once for every test app
 
 
+STORES = ["memory", "sqlite", "redis"]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port, for the session (.ci/run installs it)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does it)")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.skip("redis-server did not start")
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+MakeStore = Callable[..., Store]
+
+
+@pytest.fixture(params=STORES)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture
-def make_api() -> Iterator[MakeApi]:
+def make_store(store_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
+    """A new, empty store of the kind under test."""
+
+    def make(journal_size: int = 10_000) -> Store:
+        if store_kind == "sqlite":
+            return SQLiteStore(tmp_path / f"{uuid.uuid4().hex}.db", journal_size)
+        if store_kind == "redis":
+            url = request.getfixturevalue("redis_url")
+            return RedisStore(url, journal_size, prefix=f"t{uuid.uuid4().hex[:12]}:")
+        return MemoryStore(journal_size)
+
+    return make
+
+
+@pytest.fixture
+def make_api(make_store: MakeStore) -> Iterator[MakeApi]:
     made: list[Api] = []
 
     def make(headers: dict[str, str] | None = None, **settings: Any) -> Api:
         clock = VirtualClock()
-        app = create_app(Settings(**{"task_seconds": 10.0, **settings}), clock=clock, spec=SPEC)
+        store = make_store(settings.get("journal_size", 10_000))
+        app = create_app(Settings(**{"task_seconds": 10.0, **settings}), clock=clock, spec=SPEC, store=store)
         client = httpx.Client(
             transport=SyncASGITransport(app),
             base_url="http://testserver",

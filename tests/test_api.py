@@ -471,5 +471,5 @@ def test_unknown_routes_use_the_error_body(api: Api) -> None:
 
 
 def test_control_plane_can_be_switched_off(make_api: MakeApi) -> None:
-    assert make_api().client.get("/__mock__/health").json() == {"status": "ok"}
+    assert make_api().client.get("/__mock__/health").json()["status"] == "ok"
     assert make_api(control=False).client.get("/__mock__/health").status_code == 404

@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .conftest import MakeApi
 from .helpers import FRAME, IMAGINE, VIDEO
+
+
+@pytest.fixture
+def store_kind() -> str:
+    """Robustness, not storage: fuzzing runs on the memory store only."""
+    return "memory"
+
 
 json_scalars = (
     st.none()

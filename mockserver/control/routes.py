@@ -8,6 +8,7 @@ no provider token; ``--no-control`` switches the whole plane off.
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -60,7 +61,7 @@ def control_app(ctx: Context) -> Starlette:
     store, clock = ctx.store, ctx.clock
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "pid": os.getpid(), "state": ctx.settings.state.split("://")[0]})
 
     async def openapi(request: Request) -> Response:
         return Response(spec.json_bytes, media_type="application/json")

@@ -14,6 +14,7 @@ class MemoryStore:
     def __init__(self, journal_size: int = 10_000) -> None:
         self._journal: deque[dict[str, Any]] = deque(maxlen=journal_size)
         self._seq = 0  # never reset: journal cursors (`since`) stay valid across resets
+        self._clock: tuple[float, float | None] = (0.0, None)
         self._clear()
 
     def _clear(self) -> None:
@@ -110,6 +111,14 @@ class MemoryStore:
 
     def balances(self) -> dict[str, float | None]:
         return dict(self._balances)
+
+    # the clock
+
+    def clock_state(self) -> tuple[float, float | None]:
+        return self._clock
+
+    def set_clock_state(self, offset: float, frozen_at: float | None) -> None:
+        self._clock = (offset, frozen_at)
 
     def reset(self, account: str | None = None) -> None:
         if account is None:
