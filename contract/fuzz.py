@@ -88,15 +88,17 @@ def run(
     *,
     examples: int = 40,
     log: Callable[[str], None] = lambda line: None,
-) -> None:
+) -> dict[str, Tally]:
+    """Run every operation; the tally of each (cases, statuses, failures) by its label."""
     log("== schemathesis over spec/openapi.yaml" + ("" if target.fake else " (free requests only)"))
+    tallies: dict[str, Tally] = {}
     schema = schemathesis.openapi.from_path(str(spec_path()))
     for result in schema.get_all_operations():
         operation = result.ok()  # type: ignore[union-attr]  # the spec is validated by the test suite
         label = f"{operation.method.upper()} {operation.path}"
         paid = label in PAID_OPERATIONS and not target.fake
         headers = {} if paid else target.auth()
-        tally = Tally()
+        tally = tallies[label] = Tally()
         strategies = [
             ("examples", st.one_of(operation.get_strategies_from_examples())),
             ("positive", operation.as_strategy(generation_mode=GenerationMode.POSITIVE)),
@@ -119,6 +121,7 @@ def run(
         else:
             report.add(rule, doc, "no case could be generated", SKIP)
         log(f"  {label}: {tally.cases} cases, {len(tally.failures)} kind(s) of failure")
+    return tallies
 
 
 def _explore(
