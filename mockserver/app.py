@@ -15,8 +15,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from . import ledger
 from .clock import Clock, ShiftedClock
 from .context import Context
-from .http import EXCEPTION_HANDLERS, BodyLimit
-from .middleware import Journal, WireFaults
+from .http import EXCEPTION_HANDLERS
+from .middleware import Edge
 from .provider import MediaFiles, ProviderApi
 from .settings import Settings
 from .spec import Spec
@@ -75,11 +75,7 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[
-            Middleware(Journal, store=ctx.store, clock=ctx.clock),
-            Middleware(WireFaults),
-            Middleware(BodyLimit, limit=settings.max_body_bytes),
-        ],
+        middleware=[Middleware(Edge, store=ctx.store, clock=ctx.clock, limit=settings.max_body_bytes)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

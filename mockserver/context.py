@@ -28,6 +28,7 @@ class Context:
     def __post_init__(self) -> None:
         self.prices = load_prices(self.settings.price_table, self.settings.prices)
         self.rng = random.Random(self.settings.seed)
+        self._links: dict[str, Links] = {}
         self.batch_sizes = tuple(self.spec.enum("VideoRequest", "batch_size"))
         self.video_defaults = {
             name: self.spec.default("VideoRequest", name) for name in ("video_type", "motion", "animate_mode")
@@ -38,8 +39,19 @@ class Context:
         self.spec.validator("ImagineRequest")
 
     def links(self, request: Request) -> Links:
-        base = self.settings.public_url or str(request.base_url)
-        return Links(base.rstrip("/"))
+        """Result links for this request's own scheme and host (or ``--public-url``), made once per base."""
+        if self.settings.public_url:
+            key = self.settings.public_url
+        else:
+            scope = request.scope
+            key = f"{scope['scheme']}://{request.headers.get('host', '')}{scope.get('root_path', '')}"
+        links = self._links.get(key)
+        if links is None:
+            base = self.settings.public_url or str(request.base_url)
+            links = self._links[key] = Links(base.rstrip("/"))
+            if len(self._links) > 1000:  # many Host headers: keep the cache bounded
+                self._links.clear()
+        return links
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{ULID.from_timestamp(self.clock.now())}"

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import Response
 
 from . import rules
 from .errors import AUTHENTICATION, NOT_FOUND, SERVER, ApiError, bad_request, error_body
+from .jsonio import JSONResponse
 
 JSON_TYPES = ("application/json",)
 MAX_KEY_LENGTH = 255
@@ -47,8 +48,9 @@ async def read_json(request: Request) -> dict[str, Any]:
 
 
 def account_id(token: str) -> str:
-    """The account a token stands for; the token itself is never kept."""
-    return "acct_" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    """The account a token stands for; the token itself is never kept. Interned: every task of
+    an account shares one string."""
+    return sys.intern("acct_" + hashlib.sha256(token.encode()).hexdigest()[:16])
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -84,42 +86,6 @@ def submitted(task_id: str, *, replayed: bool = False) -> JSONResponse:
 class BodyTooLarge(ApiError):
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body exceeds {limit} bytes", param=None)
-
-
-class BodyLimit:
-    """Refuse bodies over the limit with 413: at once when Content-Length says so,
-    otherwise as soon as the streamed bytes pass it, never holding more than the limit."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.limit:
-                    error = BodyTooLarge(self.limit)
-                    await JSONResponse(error.body(), 413, headers={"connection": "close"})(scope, receive, send)
-                    return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise BodyTooLarge(self.limit)
-            return message
-
-        await self.app(scope, limited, send)
 
 
 # -- error handlers -----------------------------------------------------------------------

@@ -15,13 +15,14 @@ from typing import Any
 import anyio
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from . import dialects, ledger, lifecycle, rules, scenarios
 from .context import Context
 from .errors import NOT_FOUND, PAYMENT_REQUIRED, PERMISSION, RATE_LIMIT, ApiError, bad_request
 from .http import account_of, idempotency_key, media_type, read_json, submitted
+from .jsonio import JSONResponse
 from .media import GRID_PNG, IMAGE_PNGS, clip_file, safe_filename, upload_id_of
 from .records import FAILURE_OUTCOME, IMAGINE, NEVER_OUTCOME, VIDEO, TaskRecord, UploadRecord
 
@@ -179,7 +180,11 @@ class ProviderApi:
             max_frame_bytes=ctx.settings.max_frame_bytes,
             measure_upload=self._upload_size,
         )
-        record = self._new_record(
+        return self._accept(request, self.video_record(account, chosen, job), key)
+
+    def video_record(self, account: str, chosen: scenarios.Scenario | None, job: rules.VideoJob) -> TaskRecord:
+        """The task a video submission the rules accepted becomes."""
+        return self._new_record(
             account,
             chosen,
             action=VIDEO,
@@ -201,7 +206,6 @@ class ProviderApi:
                 "notes": list(job.notes),
             },
         )
-        return self._accept(request, record, key)
 
     async def create_imagine(self, request: Request) -> Response:
         ctx = self.ctx

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,22 @@ class TaskRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskRecord:
         return cls(**data)
+
+    def pack(self) -> tuple[Any, ...]:
+        """A flat tuple of plain values (params as JSON): compact, and never walked by the GC."""
+        values = [getattr(self, name) for name in _FIELDS]
+        values[-1] = json.dumps(self.params, separators=(",", ":"), ensure_ascii=False) if self.params else ""
+        return tuple(values)
+
+    @classmethod
+    def unpack(cls, packed: tuple[Any, ...]) -> TaskRecord:
+        values = list(packed)
+        values[-1] = json.loads(values[-1]) if values[-1] else {}
+        return cls(*values)
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(TaskRecord))
+assert _FIELDS[-1] == "params", "pack() keeps params last"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
@@ -16,6 +18,7 @@ from mockserver.spec import Spec, load_document, spec_path
 from .helpers import Api
 
 DOC = load_document()
+SPEC = Spec(DOC)
 REGISTRY: Registry[Any] = Registry().with_resource(
     "urn:t", Resource.from_contents(DOC, default_specification=DRAFT202012)
 )
@@ -92,6 +95,40 @@ def test_relaxed_validator_keeps_other_rules() -> None:
     assert not relaxed.is_valid({"batch_size": "3"})
     assert not relaxed.is_valid({"video_type": "vid_1.1_i2v_extend_480"})
     assert not spec.validator("VideoRequest").is_valid({"batch_size": 3})
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+near_valid = st.fixed_dictionaries(
+    {},
+    optional={
+        "prompt": st.text(max_size=5) | st.integers(),
+        "image_urls": st.lists(
+            st.sampled_from(["https://e.x/a.png", "data:,x", "ftp://x", "HTTP://X", "x"]), max_size=2
+        ),
+        "task_id": st.text(max_size=3),
+        "index": st.integers(-2, 5) | st.floats(-1, 5),
+        "video_type": st.sampled_from([*SPEC.enum("VideoType"), "vid_1.1_i2v_extend_480", ""]),
+        "motion": st.sampled_from(["low", "high", "mid", 1]),
+        "batch_size": st.integers(-1, 6) | st.floats(0, 5) | st.booleans() | st.integers(2**63, 2**70),
+        "end_url": st.sampled_from(["https://e.x/b.png", "", "nope", "data:image/png;base64,AAAA"]),
+        "speed": st.sampled_from(["relax", "fast", "turbo", "warp"]),
+        "size": st.sampled_from(["16:9", "1:1", "wide", "0:1"]),
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=near_valid | json_values, schema=st.sampled_from(["VideoRequest", "ImagineRequest"]), relax=st.booleans())
+def test_fast_and_descriptive_validators_agree(body: Any, schema: str, relax: bool) -> None:
+    """The compiled check decides; the descriptive one explains. They must never disagree."""
+    relaxed = ("batch_size",) if relax and schema == "VideoRequest" else ()
+    fast = SPEC.is_valid(schema, body, relax=relaxed)
+    slow = SPEC.validator(schema, relax=relaxed).is_valid(body)
+    assert fast == slow, (body, fast, slow)
 
 
 def test_served_spec_is_the_file(api: Api) -> None:

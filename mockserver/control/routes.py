@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import ledger, lifecycle, scenarios
 from ..errors import NOT_FOUND, ApiError, bad_request
 from ..http import EXCEPTION_HANDLERS, account_id
+from ..jsonio import JSONResponse
 from ..spec import CONTROL, Spec
 
 if TYPE_CHECKING:
