@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: serve test lint typecheck unit clean
+.PHONY: serve test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
@@ -29,6 +29,12 @@ unit: $(STAMP)
 	$(BIN)/pytest $(ARGS)
 
 test: lint typecheck unit
+
+# Not part of `make test`: figures for this machine, printed as ratios against a bare endpoint.
+bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+		|| { echo "make bench needs wrk (apt-get install wrk)"; exit 2; }
+	$(BIN)/python -m bench.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -29,6 +29,7 @@ class Context:
         self.prices = load_prices(self.settings.price_table, self.settings.prices)
         self.rng = random.Random(self.settings.seed)
         self._links: dict[str, Links] = {}
+        self._next_sweep = 0.0
         self.batch_sizes = tuple(self.spec.enum("VideoRequest", "batch_size"))
         self.video_defaults = {
             name: self.spec.default("VideoRequest", name) for name in ("video_type", "motion", "animate_mode")
@@ -55,6 +56,17 @@ class Context:
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{ULID.from_timestamp(self.clock.now())}"
+
+    def sweep(self) -> None:
+        """Evict tasks nobody can see any more (past retention and past their media's expiry),
+        at most once a minute of the clock: memory stays flat however long the server runs."""
+        now = self.clock.now()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 60.0
+        s = self.settings
+        keep = max(s.task_retention_seconds, s.task_seconds + s.media_ttl_seconds)
+        self.store.evict_tasks(now - keep)
 
     def balance(self, account: str) -> float | None:
         return self.store.balances().get(account, self.settings.default_balance)

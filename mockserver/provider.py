@@ -127,6 +127,7 @@ class ProviderApi:
 
     def _accept(self, request: Request, record: TaskRecord, key: str | None) -> Response:
         store = self.ctx.store
+        self.ctx.sweep()
         self._check_balance(record)
         if key is not None:
             winner = store.claim_idempotency_key(record.account, key, record.id)

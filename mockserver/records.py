@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .jsonio import dumps
+
 VIDEO = "VIDEO"
 IMAGINE = "IMAGINE"
 
@@ -53,13 +55,13 @@ class TaskRecord:
     def pack(self) -> tuple[Any, ...]:
         """A flat tuple of plain values (params as JSON): compact, and never walked by the GC."""
         values = [getattr(self, name) for name in _FIELDS]
-        values[-1] = json.dumps(self.params, separators=(",", ":"), ensure_ascii=False) if self.params else ""
+        values[-1] = dumps(self.params).decode() if self.params else ""
         return tuple(values)
 
     @classmethod
     def unpack(cls, packed: tuple[Any, ...]) -> TaskRecord:
         values = list(packed)
-        values[-1] = json.loads(values[-1]) if values[-1] else {}
+        values[-1] = json.loads(values[-1]) if values[-1] else {}  # the standard parser: big integers stay exact
         return cls(*values)
 
 

@@ -328,6 +328,19 @@ def test_retention_then_404_while_media_still_served(make_api: MakeApi) -> None:
     assert api.client.get(url).status_code == 410
 
 
+def test_expired_tasks_are_evicted_so_memory_stays_flat(make_api: MakeApi) -> None:
+    api = make_api(task_seconds=0, task_retention_seconds=3600, media_ttl_seconds=600)
+    for _ in range(3):
+        api.submit_ok()
+    api.clock.advance(3601)
+    latest = api.submit_ok()  # a submission sweeps
+    assert [t.id for t in api.ctx.store.tasks()] == [latest]
+    for _ in range(10):  # a day of traffic, an hour apart: the store never holds more than an hour's tasks
+        api.clock.advance(3601)
+        api.submit_ok()
+        assert api.task_count() == 1
+
+
 # -- imagine and reuse ---------------------------------------------------------------------
 
 

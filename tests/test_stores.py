@@ -50,6 +50,20 @@ def test_update_task_is_atomic(make_store: MakeStore) -> None:
     assert store.update_task("missing", lambda r: r) is None
 
 
+def test_eviction_forgets_old_tasks_and_their_keys(make_store: MakeStore) -> None:
+    store = make_store()
+    for n in range(6):
+        store.put_task(task(f"task_{n}", created_at=float(n)))
+    store.claim_idempotency_key("acct_a", "old", "task_1")
+    store.claim_idempotency_key("acct_a", "new", "task_5")
+    assert store.evict_tasks(created_before=3.0) == 3
+    assert [t.id for t in store.tasks()] == ["task_3", "task_4", "task_5"]
+    assert store.get_task("task_0") is None
+    assert store.idempotent_task("acct_a", "old") is None
+    assert store.idempotent_task("acct_a", "new") == "task_5"
+    assert store.evict_tasks(created_before=3.0) == 0
+
+
 def test_idempotency_first_claim_wins(make_store: MakeStore) -> None:
     store = make_store()
     assert store.idempotent_task("acct_a", "k") is None

@@ -24,6 +24,10 @@ class Store(Protocol):
 
     def tasks(self, account: str | None = None) -> list[TaskRecord]: ...
 
+    def evict_tasks(self, created_before: float) -> int:
+        """Forget tasks created before this time (and their idempotency keys); return how many."""
+        ...
+
     # idempotency
     def claim_idempotency_key(self, account: str, key: str, task_id: str) -> str:
         """Bind ``key`` to ``task_id`` unless it is bound already; return the bound task id."""

@@ -61,6 +61,20 @@ class MemoryStore:
     def tasks(self, account: str | None = None) -> list[TaskRecord]:
         return [TaskRecord.unpack(packed) for packed in self._tasks.values() if account is None or packed[1] == account]
 
+    def evict_tasks(self, created_before: float) -> int:
+        with self._lock:
+            old = []
+            for task_id, packed in self._tasks.items():  # insertion order is creation order
+                if packed[3] >= created_before:
+                    break
+                old.append(task_id)
+            for task_id in old:
+                del self._tasks[task_id]
+            if old:
+                gone = set(old)
+                self._keys = {k: v for k, v in self._keys.items() if v not in gone}
+            return len(old)
+
     # idempotency
 
     def claim_idempotency_key(self, account: str, key: str, task_id: str) -> str:

@@ -82,6 +82,26 @@ class RedisStore:
         records = [TaskRecord.from_dict(json.loads(raw)) for raw in raws if raw]
         return [t for t in records if account is None or t.account == account]
 
+    def evict_tasks(self, created_before: float) -> int:
+        evicted: set[bytes] = set()
+        while True:
+            head = self.r.lindex(self.k("task_order"), 0)
+            if head is None:
+                break
+            raw = self.r.hget(self.k("tasks"), head)
+            if raw is not None and json.loads(raw)["created_at"] >= created_before:
+                break
+            pipe = self.r.pipeline()
+            pipe.lrem(self.k("task_order"), 1, head)
+            pipe.hdel(self.k("tasks"), head)
+            pipe.execute()
+            evicted.add(head)
+        if evicted:
+            stale = [f for f, task_id in self.r.hgetall(self.k("idempotency")).items() if task_id in evicted]
+            if stale:
+                self.r.hdel(self.k("idempotency"), *stale)
+        return len(evicted)
+
     # idempotency
 
     def claim_idempotency_key(self, account: str, key: str, task_id: str) -> str:

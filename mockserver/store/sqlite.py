@@ -20,8 +20,10 @@ from ..records import TaskRecord, UploadRecord
 from ..scenarios import Rule
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, account TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, account TEXT NOT NULL, created_at REAL NOT NULL,
+                                  data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS tasks_account ON tasks(account);
+CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at);
 CREATE TABLE IF NOT EXISTS idempotency (account TEXT, key TEXT, task_id TEXT, PRIMARY KEY (account, key));
 CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, account TEXT, meta TEXT NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT, data TEXT NOT NULL);
@@ -78,9 +80,9 @@ class SQLiteStore:
     def put_task(self, record: TaskRecord) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT INTO tasks (id, account, data) VALUES (?, ?, ?) "
+                "INSERT INTO tasks (id, account, created_at, data) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET account = excluded.account, data = excluded.data",
-                (record.id, record.account, json.dumps(record.to_dict())),
+                (record.id, record.account, record.created_at, json.dumps(record.to_dict())),
             )
 
     def get_task(self, task_id: str) -> TaskRecord | None:
@@ -104,6 +106,14 @@ class SQLiteStore:
         else:
             rows = self._all("SELECT data FROM tasks WHERE account = ? ORDER BY rowid", (account,))
         return [TaskRecord.from_dict(json.loads(r[0])) for r in rows]
+
+    def evict_tasks(self, created_before: float) -> int:
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM idempotency WHERE task_id IN (SELECT id FROM tasks WHERE created_at < ?)",
+                (created_before,),
+            )
+            return int(db.execute("DELETE FROM tasks WHERE created_at < ?", (created_before,)).rowcount)
 
     # idempotency
 
