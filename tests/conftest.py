@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from mockserver import Settings, VirtualClock, create_app
+from mockserver.control import MockControl
 from mockserver.process import free_port
 from mockserver.spec import Spec
 from mockserver.store import MemoryStore, Store
@@ -19,7 +20,7 @@ from mockserver.store.redis_store import RedisStore
 from mockserver.store.sqlite import SQLiteStore
 from mockserver.transport import SyncASGITransport
 
-from .helpers import AUTH, Api
+from .helpers import AUTH, TOKEN, Api
 
 MakeApi = Callable[..., Api]
 SPEC = Spec()  # loaded and compiled once for every test app
@@ -108,3 +109,11 @@ def make_api(make_store: MakeStore) -> Iterator[MakeApi]:
 @pytest.fixture
 def api(make_api: MakeApi) -> Api:
     return make_api()
+
+
+@pytest.fixture
+def client(apimart_mock: MockControl, request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    """An httpx client of the in-process fake, with the test module's ``TOKEN``."""
+    token = getattr(request.module, "TOKEN", TOKEN)
+    with httpx.Client(base_url=apimart_mock.base_url, headers={"Authorization": f"Bearer {token}"}) as c:
+        yield c

@@ -16,6 +16,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 VIDEO = "/v1/midjourney/generations/video"
 IMAGINE = "/v1/midjourney/generations"
 FRAME = "https://example.com/cat.png"
+BODY = {"prompt": "a cat", "image_urls": [FRAME]}
 
 
 @dataclass

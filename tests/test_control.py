@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,15 +14,10 @@ from mockserver.ledger import NEVER_CHARGED, load_prices
 from mockserver.process import ServerProcess
 from mockserver.spec import CONTROL, load_document, spec_path
 
-HEADERS = {"Authorization": "Bearer journal-user"}
-VIDEO = "/v1/midjourney/generations/video"
-BODY = {"prompt": "a cat", "image_urls": ["https://example.com/cat.png"]}
+from .helpers import BODY, VIDEO
 
-
-@pytest.fixture
-def client(apimart_mock: MockControl) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=apimart_mock.base_url, headers=HEADERS) as c:
-        yield c
+TOKEN = "journal-user"  # the `client` fixture's token
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def submit(client: httpx.Client, **fields: object) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,15 +11,10 @@ import pytest
 from mockserver.control import ControlError, MockControl
 from mockserver.scenarios import CATALOGUE, MODERATION_REASON, UPSTREAM_TIMEOUT_REASON
 
-HEADERS = {"Authorization": "Bearer fault-tester"}
-VIDEO = "/v1/midjourney/generations/video"
-BODY = {"prompt": "a cat", "image_urls": ["https://example.com/cat.png"]}
+from .helpers import BODY, VIDEO
 
-
-@pytest.fixture
-def client(apimart_mock: MockControl) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=apimart_mock.base_url, headers=HEADERS) as c:
-        yield c
+TOKEN = "fault-tester"  # the `client` fixture's token
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def submit(client: httpx.Client, body: dict[str, Any] | None = None, scenario: str | None = None) -> httpx.Response:
