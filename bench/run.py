@@ -230,6 +230,38 @@ def redis_server() -> Iterator[str | None]:
         process.wait(timeout=10)
 
 
+# -- start-up ------------------------------------------------------------------------------------------
+
+
+def startup_seconds(command: list[str], probe: str, runs: int = 5) -> float:
+    """Median time from starting the process to its first answered request."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until_up(probe, timeout=30)
+            times.append(time.perf_counter() - started)
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+    return sorted(times)[len(times) // 2]
+
+
+def startup() -> tuple[float, float]:
+    port = free_port()
+    bare_s = startup_seconds(
+        [sys.executable, "-m", "uvicorn", "bench.bare:app", "--port", str(port), *UVICORN],
+        f"http://127.0.0.1:{port}/v1/tasks/x",
+    )
+    ours_s = startup_seconds(
+        [sys.executable, "-m", "mockserver", "serve", "--port", str(port)], f"http://127.0.0.1:{port}/v1/tasks/x"
+    )
+    print(f"  start-up to the first answered request: mockserver {ours_s * 1000:.0f} ms, "
+          f"bare Starlette {bare_s * 1000:.0f} ms (× {ours_s / bare_s:.2f})", flush=True)  # fmt: skip
+    return ours_s, bare_s
+
+
 # -- memory -------------------------------------------------------------------------------------------
 
 
@@ -285,6 +317,8 @@ def main() -> int:
                     continue
                 if measured:
                     results[name] = measured
+    print("\nstart-up", flush=True)
+    started, bare_started = startup()
     print("\nmemory", flush=True)
     memory = memory_per_task()
 
@@ -308,6 +342,7 @@ def main() -> int:
     print(
         f"  {'p99 < 10 ms at ' + str(c) + ' connections':<28} {worst_p99:5.2f} ms  {'met' if worst_p99 < 10 else 'NOT met'}"
     )
+    print(f"  {'start-up well under 1 s':<28} {started * 1000:5.0f} ms  {'met' if started < 1 else 'NOT met'}")
     per_task = max(v[1] for v in memory.values())
     print(f"  {'< 1 KiB per stored task':<28} {per_task:5.0f} B  {'met' if per_task < 1024 else 'NOT met'}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -317,6 +352,7 @@ def main() -> int:
                 "load": {"seconds": s, "connections": c},
                 "servers": {n: {k: vars(f) for k, f in figs.items()} for n, figs in results.items()},
                 "memory": {str(k): {"mib": v[0], "bytes_per_task": v[1]} for k, v in memory.items()},
+                "startup_seconds": {"mockserver": started, "bare": bare_started},
             },
             indent=2,
         )
