@@ -33,10 +33,6 @@ class Budget:
     unplanned: int = 0
     units: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def left(self) -> int:
-        return max(0, self.max_paid - self.used)
-
     def reserve(self, price_key: str, units: int) -> None:
         if self.used >= self.max_paid:
             raise BudgetExhausted(f"the budget of {self.max_paid} paid task(s) is used up")

@@ -23,7 +23,7 @@ class Context:
     spec: Spec
     clock: Clock
     store: Store
-    prices: dict[str, float] = field(default_factory=dict)
+    prices: dict[str, float] = field(init=False)  # the price table the settings name
 
     def __post_init__(self) -> None:
         self.prices = load_prices(self.settings.price_table, self.settings.prices)
