@@ -28,19 +28,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from mockserver.process import RedisUnavailable, free_port, redis_server
+
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / "bench" / ".tools"
 AUTH = "Bearer bench"
 BODY = '{"prompt":"a cat","image_urls":["https://example.com/cat.png"],"batch_size":2}'
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_until_up(url: str, timeout: float = 60.0) -> None:
@@ -213,23 +206,6 @@ def wiremock(root: Path, seconds: int, connections: int) -> dict[str, Figure] | 
         return measure("WireMock", base, [], seconds, connections)
 
 
-@contextmanager
-def redis_server() -> Iterator[str | None]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        yield None
-        return
-    port = free_port()
-    process = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    time.sleep(0.5)
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 # -- start-up ------------------------------------------------------------------------------------------
 
 
@@ -299,11 +275,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         results["mockserver memory"] = fake("memory://", s, c)
         results["mockserver sqlite"] = fake(f"sqlite:///{tmp}/bench.db", s, c)
-        with redis_server() as url:
-            if url:
+        try:
+            with redis_server() as url:
                 results["mockserver redis"] = fake(url, s, c)
-            else:
-                print("  mockserver redis: not measured (no redis-server)")
+        except RedisUnavailable as exc:
+            print(f"  mockserver redis: not measured ({exc})")
     if not args.skip_tools:
         root = tools()
         if root is None:
