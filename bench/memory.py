@@ -1,16 +1,17 @@
-"""Resident memory of the memory store after N tasks, built by the app's own code path.
+"""Resident memory of the memory store after N tasks, made by the service's own submission path.
 
 python -m bench.memory 100000     → prints "<MiB of growth> <bytes per task>"
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
 
-from mockserver import Settings, create_app, rules
-from mockserver.http import account_id
-from mockserver.provider import ProviderApi
+from mockserver import Settings
+from mockserver.core.accounts import account_id
+from mockserver.service import Fake
 
 
 def rss_bytes() -> int:
@@ -18,24 +19,18 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * 4096
 
 
-def main(count: int) -> None:
-    app = create_app(Settings(task_seconds=8))
-    ctx = app.state.ctx
-    api = ProviderApi(ctx)
+async def fill(fake: Fake, count: int) -> None:
     body = {"prompt": "the cat slowly turns its head", "image_urls": ["https://example.com/cat.png"], "batch_size": 2}
+    accounts = [account_id(f"token-{n}") for n in range(50)]
+    for n in range(count):
+        await fake.submit("video", accounts[n % 50], body)  # as each request does
+
+
+def main(count: int) -> None:
+    fake = Fake.open(Settings(task_seconds=8))
     gc.collect()
     before = rss_bytes()
-    for n in range(count):
-        job = rules.video_job(
-            body,
-            policy=ctx.settings.batch_size_policy,
-            allowed_batch_sizes=ctx.batch_sizes,
-            defaults=ctx.video_defaults,
-            parent=None,
-            max_frame_bytes=ctx.settings.max_frame_bytes,
-            measure_upload=lambda url: None,
-        )
-        ctx.store.put_task(api.video_record(account_id(f"token-{n % 50}"), None, job))  # as each request does
+    asyncio.run(fill(fake, count))
     gc.collect()
     grown = rss_bytes() - before
     print(f"{grown / 2**20:.1f} {grown / count:.0f}")

@@ -28,7 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mockserver.process import RedisUnavailable, free_port, redis_server
+from mockserver.testing import free_port
+from tests.servers import RedisUnavailable, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / "bench" / ".tools"

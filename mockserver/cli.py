@@ -48,7 +48,7 @@ def serve(settings: Settings) -> int:
         flush=True,
     )
     uvicorn.run(
-        "mockserver.app:app_from_env",
+        "mockserver.web.app:app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,

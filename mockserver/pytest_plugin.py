@@ -13,18 +13,21 @@ from ini ``apimart_server_args`` (default ``--task-seconds 0``).
 
 Both yield a ``MockControl``: ``.base_url``, ``.clock``, ``.faults``,
 ``.journal``, ``.ledger``, ``.reset()``, ``.task(id)``.
+
+Loading this plugin imports nothing but pytest: every pytest run of every project
+that installs the package pays for it. The fake itself is imported by the fixtures.
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from .control import MockControl
-from .testing import InProcessFake, RunningServer
+if TYPE_CHECKING:
+    from .testing import MockControl
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,6 +43,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def apimart_mock(request: pytest.FixtureRequest) -> Iterator[MockControl]:
+    from .testing import InProcessFake
+
     options: dict[str, Any] = {}
     marker = request.node.get_closest_marker("apimart")
     if marker is not None:
@@ -65,6 +70,8 @@ def _server_scope(fixture_name: str, config: pytest.Config) -> Scope:
 def apimart_server_process(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MockControl]:
+    from .testing import RunningServer
+
     args = shlex.split(str(request.config.getini("apimart_server_args")))
     log = tmp_path_factory.mktemp("apimart_server") / "server.log"
     with RunningServer(args, log=log) as control:

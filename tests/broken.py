@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mockserver import Settings, create_app, rules
-from mockserver.spec import Spec, load_document
+from mockserver import Settings, create_app
+from mockserver.core import submission
+from mockserver.core.spec import Spec, load_document
 
 Rewrite = Callable[[Scope, int, Any], tuple[int, Any]]
 
@@ -125,14 +126,14 @@ def accepts_extend(monkeypatch: pytest.MonkeyPatch) -> ASGIApp:
 
 
 def frame_and_task_accepted(monkeypatch: pytest.MonkeyPatch) -> ASGIApp:
-    original = rules.one_frame_source
+    original = submission.one_frame_source
 
     def lenient(body: Any) -> str:
         if body.get("image_urls") and body.get("task_id"):
             return "image"
         return original(body)
 
-    monkeypatch.setattr(rules, "one_frame_source", lenient)
+    monkeypatch.setattr(submission, "one_frame_source", lenient)
     return fake()
 
 
@@ -147,16 +148,17 @@ def server_error_on_bad_json(monkeypatch: pytest.MonkeyPatch) -> ASGIApp:
 
 
 def no_auth_check(monkeypatch: pytest.MonkeyPatch) -> ASGIApp:
-    import mockserver.provider as provider
-    from mockserver.http import account_of as original
+    from mockserver.service import Fake
 
-    def anyone(request: Any) -> str:
+    original = Fake.account
+
+    def anyone(self: Fake, authorization: str | None, facts: Any = None) -> str:
         try:
-            return original(request)
+            return original(self, authorization, facts)
         except Exception:
             return "acct_anonymous"
 
-    monkeypatch.setattr(provider, "account_of", anyone)
+    monkeypatch.setattr(Fake, "account", anyone)
     return fake()
 
 
@@ -170,15 +172,15 @@ def plain_text_errors(monkeypatch: pytest.MonkeyPatch) -> ASGIApp:
 
 
 def media_not_mp4(monkeypatch: pytest.MonkeyPatch) -> ASGIApp:
-    import mockserver.provider as provider
-    from mockserver.media import GRID_PNG
+    import mockserver.service as service
+    from mockserver.core.media import GRID_PNG
 
-    monkeypatch.setattr(provider, "clip_file", lambda video_type: GRID_PNG)
+    monkeypatch.setattr(service, "clip_file", lambda video_type: GRID_PNG)
     return fake()
 
 
 def prompt_not_inherited(monkeypatch: pytest.MonkeyPatch) -> ASGIApp:
-    monkeypatch.setattr(rules, "parent_prompt", lambda task_id, parent: "something else")
+    monkeypatch.setattr(submission, "parent_prompt", lambda task_id, parent: "something else")
     return fake()
 
 

@@ -9,15 +9,15 @@ import httpx
 import pytest
 
 from mockserver import Settings, VirtualClock, create_app
-from mockserver.control import MockControl
-from mockserver.process import RedisUnavailable, redis_server
-from mockserver.spec import Spec
+from mockserver.core.spec import Spec
 from mockserver.store import MemoryStore, Store
-from mockserver.store.redis_store import RedisStore
+from mockserver.store.redis import RedisStore
 from mockserver.store.sqlite import SQLiteStore
-from mockserver.transport import SyncASGITransport
+from mockserver.testing.control import MockControl
+from mockserver.testing.transport import SyncASGITransport
 
 from .helpers import AUTH, TOKEN, Api
+from .servers import RedisUnavailable, redis_server
 
 MakeApi = Callable[..., Api]
 SPEC = Spec()  # loaded and compiled once for every test app

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
-from mockserver.app import Context
-from mockserver.clock import VirtualClock
+from mockserver.core.clock import VirtualClock
+from mockserver.service import Fake
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -21,19 +21,19 @@ BODY = {"prompt": "a cat", "image_urls": [FRAME]}
 
 @dataclass
 class Api:
-    """An httpx client wired in-process to one fake, with its clock and context."""
+    """An httpx client wired in-process to one fake, with its clock and service."""
 
     client: httpx.Client
     app: Starlette
     clock: VirtualClock
 
     @property
-    def ctx(self) -> Context:
-        ctx: Context = self.app.state.ctx
-        return ctx
+    def fake(self) -> Fake:
+        fake: Fake = self.app.state.fake
+        return fake
 
     def task_count(self) -> int:
-        return len(self.ctx.store.tasks())
+        return len(self.fake.store.tasks())
 
     def submit(self, body: Any, **kwargs: Any) -> httpx.Response:
         return self.client.post(VIDEO, json=body, **kwargs)
@@ -58,7 +58,7 @@ class Api:
         return body
 
     def finish(self, task_id: str) -> dict[str, Any]:
-        self.clock.advance(self.ctx.settings.task_seconds + 1)
+        self.clock.advance(self.fake.settings.task_seconds + 1)
         return self.poll(task_id)
 
 

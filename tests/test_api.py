@@ -11,9 +11,9 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from mockserver.http import account_id
-from mockserver.records import FAILURE_OUTCOME, TaskRecord
-from mockserver.spec import load_document
+from mockserver.core.accounts import account_id
+from mockserver.core.records import FAILURE_OUTCOME, TaskRecord
+from mockserver.core.spec import load_document
 
 from .conftest import MakeApi
 from .helpers import AUTH, FRAME, IMAGINE, VIDEO, Api, assert_refused
@@ -53,7 +53,7 @@ def test_doc_example_i2v_batch4(api: Api) -> None:
 def test_doc_example_start_end_upgrades_and_bills_720p(api: Api) -> None:
     body = DOC["paths"][VIDEO]["post"]["requestBody"]["content"]["application/json"]["examples"]["start_end"]["value"]
     task_id = api.submit(body).json()["data"][0]["task_id"]
-    record = api.ctx.store.get_task(task_id)
+    record = api.fake.store.get_task(task_id)
     assert record is not None
     assert record.video_type == "vid_1.1_i2v_start_end_720"
     assert (record.price_key, record.quantity) == ("midjourney@video-720p", 1)
@@ -179,7 +179,7 @@ def test_body_over_limit_when_streamed(make_api: MakeApi) -> None:
 
 
 def test_default_body_limit_is_40_mib(api: Api) -> None:
-    assert api.ctx.settings.max_body_bytes == 40 * MiB
+    assert api.fake.settings.max_body_bytes == 40 * MiB
     response = api.client.post(VIDEO, content=b" " * (40 * MiB + 1), headers={"content-type": "application/json"})
     assert_refused(response, 413, None, str(40 * MiB))
 
@@ -284,7 +284,7 @@ def test_failed_task_views(make_api: MakeApi) -> None:
             outcome=FAILURE_OUTCOME,
             fail_reason="Banned prompt detected",
         )
-        api.ctx.store.put_task(record)
+        api.fake.store.put_task(record)
         view = api.finish(record.id)
         if dialect == "mj":
             assert (view["status"], view["fail_reason"]) == ("FAILURE", "Banned prompt detected")
@@ -310,7 +310,7 @@ def test_coerce_policy_treats_other_batch_sizes_as_one(make_api: MakeApi) -> Non
     for value in (3, 0, 100, -2):
         task_id = api.submit_ok(batch_size=value)
         assert len(api.finish(task_id)["video_urls"]) == 1
-        record = api.ctx.store.get_task(task_id)
+        record = api.fake.store.get_task(task_id)
         assert record is not None and record.quantity == 1
     assert_refused(api.submit({"prompt": "p", "image_urls": [FRAME], "batch_size": "3"}), 400, "batch_size")
 
@@ -334,7 +334,7 @@ def test_expired_tasks_are_evicted_so_memory_stays_flat(make_api: MakeApi) -> No
         api.submit_ok()
     api.clock.advance(3601)
     latest = api.submit_ok()  # a submission sweeps
-    assert [t.id for t in api.ctx.store.tasks()] == [latest]
+    assert [t.id for t in api.fake.store.tasks()] == [latest]
     for _ in range(10):  # a day of traffic, an hour apart: the store never holds more than an hour's tasks
         api.clock.advance(3601)
         api.submit_ok()

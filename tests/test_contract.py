@@ -13,8 +13,8 @@ import pytest
 from contract import Report, run_contract
 from contract.report import FAIL, INFO, SKIP
 from mockserver import Settings, create_app
-from mockserver.process import ServerProcess
-from mockserver.transport import SyncASGITransport
+from mockserver.testing.process import ServerProcess
+from mockserver.testing.transport import SyncASGITransport
 
 from .broken import VARIANTS, Variant, fake
 
@@ -69,12 +69,12 @@ def test_broken_variant_is_caught(monkeypatch: pytest.MonkeyPatch, variant: Vari
 
 
 def test_schemathesis_catches_a_server_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mockserver.provider as provider
+    import mockserver.service as service
 
     def crash(url: str) -> str | None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(provider, "upload_id_of", crash)
+    monkeypatch.setattr(service, "upload_id_of", crash)
     report, _ = check(fake(), examples=10)
     failed = {f.rule for f in report.failed}
     assert "schemathesis POST /v1/midjourney/generations/video: Server error" in failed
@@ -86,7 +86,7 @@ def test_schemathesis_catches_a_server_error(monkeypatch: pytest.MonkeyPatch) ->
 def live_like(**settings: object) -> tuple[object, object]:
     """A fake that does not say it is one (no control plane): the checker treats it as live."""
     app = create_app(Settings(task_seconds=0, control=False, **settings))  # type: ignore[arg-type]
-    return app, app.state.ctx.store
+    return app, app.state.fake.store
 
 
 def test_live_target_spends_nothing_by_default() -> None:

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from mockserver.control import MockControl
-from mockserver.ledger import NEVER_CHARGED, load_prices
-from mockserver.process import ServerProcess
-from mockserver.spec import CONTROL, load_document, spec_path
+from mockserver.core.ledger import NEVER_CHARGED, load_prices
+from mockserver.core.spec import CONTROL, load_document, spec_path
+from mockserver.testing.control import MockControl
+from mockserver.testing.process import ServerProcess
 
 from .helpers import BODY, VIDEO
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mockserver.process import free_port
+from mockserver.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

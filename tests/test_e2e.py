@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mockserver.process import ServerProcess
+from mockserver.testing.process import ServerProcess
 
 from .helpers import AUTH, VIDEO
 from .mp4 import read_clip

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mockserver.control import ControlError, MockControl
-from mockserver.scenarios import CATALOGUE, MODERATION_REASON, UPSTREAM_TIMEOUT_REASON
+from mockserver.core.faults import CATALOGUE, MODERATION_REASON, UPSTREAM_TIMEOUT_REASON
+from mockserver.testing.control import ControlError, MockControl
 
 from .helpers import BODY, VIDEO
 
@@ -114,19 +114,41 @@ def test_rate_limiter_really_limits(apimart_mock: MockControl, client: httpx.Cli
 # -- latency and the wire ---------------------------------------------------------------------
 
 
-def test_fixed_latency(apimart_mock: MockControl, client: httpx.Client) -> None:
-    apimart_mock.faults.add("latency", endpoint="poll", ms=200)
+def test_fixed_latency_costs_virtual_time_in_process(apimart_mock: MockControl, client: httpx.Client) -> None:
+    apimart_mock.faults.add("latency", endpoint="poll", ms=5000)
     task_id = task_id_of(submit(client))
-    started = time.perf_counter()
+    before, started = apimart_mock.clock.now(), time.perf_counter()
     assert client.get(f"/v1/tasks/{task_id}").status_code == 200
-    assert time.perf_counter() - started >= 0.2
+    assert apimart_mock.clock.now() - before == pytest.approx(5.0)
+    assert time.perf_counter() - started < 2.0  # no real waiting for the 5 s
+    assert apimart_mock.journal.polls(task_id)[-1]["latency_ms"] == 5000
 
 
 def test_latency_from_a_distribution(apimart_mock: MockControl, client: httpx.Client) -> None:
     apimart_mock.faults.add("latency", dist="uniform", min=50, max=80)
-    started = time.perf_counter()
+    before = apimart_mock.clock.now()
     assert submit(client).status_code == 200
-    assert time.perf_counter() - started >= 0.05
+    assert 0.05 <= apimart_mock.clock.now() - before <= 0.08
+
+
+def test_latency_beyond_the_read_timeout_times_out_in_process(apimart_mock: MockControl) -> None:
+    apimart_mock.faults.once("latency", endpoint="video", ms=1500)
+    auth = {"Authorization": "Bearer t"}
+    with httpx.Client(base_url=apimart_mock.base_url, headers=auth, timeout=0.2) as client:
+        started = time.perf_counter()
+        with pytest.raises(httpx.ReadTimeout):
+            submit(client)
+        assert time.perf_counter() - started < 1.0
+        assert submit(client).status_code == 200  # the fault fired once
+
+
+@pytest.mark.asyncio
+async def test_latency_beyond_the_read_timeout_times_out_async(apimart_mock: MockControl) -> None:
+    apimart_mock.faults.once("latency", endpoint="video", ms=1500)
+    auth = {"Authorization": "Bearer t"}
+    async with httpx.AsyncClient(base_url=apimart_mock.base_url, headers=auth, timeout=0.2) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(VIDEO, json=BODY)
 
 
 def test_dropped_connection_in_process(apimart_mock: MockControl, client: httpx.Client) -> None:
@@ -195,7 +217,7 @@ def test_header_beats_rules_and_unknown_scenarios_are_refused(apimart_mock: Mock
     assert submit(client, scenario="error_504").status_code == 504
     bad = submit(client, scenario="meteor_strike")
     assert bad.status_code == 400
-    assert "unknown scenario" in bad.json()["error"]["message"]
+    assert "unknown fault" in bad.json()["error"]["message"]
     with pytest.raises(ControlError):
         apimart_mock.faults.add("latency", ms="soon")
     with pytest.raises(ControlError):

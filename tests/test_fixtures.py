@@ -6,7 +6,7 @@ import httpx
 import pytest
 import requests
 
-from mockserver.control import MockControl
+from mockserver.testing.control import MockControl
 
 from .mp4 import read_clip
 

@@ -15,7 +15,7 @@ import pytest
 from contract import fuzz
 from contract.report import Report
 from contract.target import Target
-from mockserver.process import ServerProcess
+from mockserver.testing.process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": "Bearer hardening"}

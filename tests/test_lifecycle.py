@@ -7,8 +7,8 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mockserver.lifecycle import STATUS_ORDER, Status, view
-from mockserver.records import FAILURE_OUTCOME, NEVER_OUTCOME, SUCCESS_OUTCOME, TaskRecord
+from mockserver.core.lifecycle import STATUS_ORDER, Status, view
+from mockserver.core.records import FAILURE_OUTCOME, NEVER_OUTCOME, SUCCESS_OUTCOME, TaskRecord
 
 T0 = 1_767_225_600.0
 

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from mockserver.media import GRID_PNG, IMAGE_PNGS, VIDEO_480, VIDEO_720, clip_file, safe_filename, upload_id_of
+from mockserver.core.media import GRID_PNG, IMAGE_PNGS, VIDEO_480, VIDEO_720, clip_file, safe_filename, upload_id_of
 
 from .mp4 import read_clip
 

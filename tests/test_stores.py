@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from mockserver.records import TaskRecord, UploadRecord
-from mockserver.scenarios import Rule, Scenario
+from mockserver.core.faults import Fault, FaultRule
+from mockserver.core.records import TaskRecord, UploadRecord
 
 from .conftest import MakeStore
 
@@ -96,16 +96,16 @@ def test_journal_is_a_ring_with_stable_sequence_numbers(make_store: MakeStore) -
 
 def test_rules_fire_as_often_as_allowed(make_store: MakeStore) -> None:
     store = make_store()
-    twice = Rule("rule_1", Scenario("error_500"), endpoint="video", times=2)
-    always = Rule("rule_2", Scenario("latency", {"ms": "5"}), fields={"batch_size": 4})
-    store.put_rule(twice)
-    store.put_rule(always)
-    assert store.rules() == [twice, always]
-    assert [store.fire_rule("rule_1") for _ in range(3)] == [True, True, False]
-    assert all(store.fire_rule("rule_2") for _ in range(5))
-    assert store.delete_rule("rule_1") and not store.delete_rule("rule_1")
-    assert not store.fire_rule("rule_1")
-    assert store.rules() == [always]
+    twice = FaultRule("rule_1", Fault("error_500"), endpoint="video", times=2)
+    always = FaultRule("rule_2", Fault("latency", {"ms": "5"}), fields={"batch_size": 4})
+    store.put_fault_rule(twice)
+    store.put_fault_rule(always)
+    assert store.fault_rules() == [twice, always]
+    assert [store.fire_fault_rule("rule_1") for _ in range(3)] == [True, True, False]
+    assert all(store.fire_fault_rule("rule_2") for _ in range(5))
+    assert store.delete_fault_rule("rule_1") and not store.delete_fault_rule("rule_1")
+    assert not store.fire_fault_rule("rule_1")
+    assert store.fault_rules() == [always]
 
 
 def test_rate_windows(make_store: MakeStore) -> None:
@@ -133,14 +133,14 @@ def test_reset_one_account_or_all(make_store: MakeStore) -> None:
     store.append_journal({"account": "acct_a"})
     store.append_journal({"account": "acct_b"})
     store.set_balance("acct_a", 1.0)
-    store.put_rule(Rule("rule_1", Scenario("never")))
+    store.put_fault_rule(FaultRule("rule_1", Fault("never")))
     store.set_clock_state(5.0, None)
     store.reset("acct_a")
     assert [t.id for t in store.tasks()] == ["task_b"]
     assert store.idempotent_task("acct_a", "k") is None
     assert [e["account"] for e in store.journal()] == ["acct_b"]
     assert store.balances() == {}
-    assert len(store.rules()) == 1
+    assert len(store.fault_rules()) == 1
     store.reset()
-    assert store.tasks() == [] and store.rules() == [] and store.journal() == []
+    assert store.tasks() == [] and store.fault_rules() == [] and store.journal() == []
     assert store.clock_state() == (5.0, None)  # the clock only moves forward: a reset keeps it

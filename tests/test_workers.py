@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mockserver.process import ServerProcess
+from mockserver.testing.process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": "Bearer worker-test"}

@@ -16,7 +16,7 @@ def open_store(url: str = "memory://", journal_size: int = 10_000) -> Store:
 
         return SQLiteStore(url.removeprefix("sqlite:///") or ":memory:", journal_size)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from .redis_store import RedisStore
+        from .redis import RedisStore
 
         return RedisStore(url, journal_size)
     raise ValueError(f"unsupported state store {url!r}: use memory://, sqlite:///FILE or redis://HOST:PORT/DB")

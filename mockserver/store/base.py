@@ -2,7 +2,7 @@
 
 Tasks, idempotency keys and uploads; the request journal (a bounded ring);
 fault rules; rate-limit windows; account balances. Implementations must make
-``update_task``, ``claim_idempotency_key``, ``fire_rule`` and ``hit`` atomic.
+``update_task``, ``claim_idempotency_key``, ``fire_fault_rule`` and ``hit`` atomic.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..records import TaskRecord, UploadRecord
-from ..scenarios import Rule
+from ..core.faults import FaultRule
+from ..core.records import TaskRecord, UploadRecord
 
 
 class Store(Protocol):
@@ -48,13 +48,13 @@ class Store(Protocol):
     def journal(self, since: int = 0) -> list[dict[str, Any]]: ...
 
     # faults
-    def put_rule(self, rule: Rule) -> None: ...
+    def put_fault_rule(self, rule: FaultRule) -> None: ...
 
-    def rules(self) -> list[Rule]: ...
+    def fault_rules(self) -> list[FaultRule]: ...
 
-    def delete_rule(self, rule_id: str) -> bool: ...
+    def delete_fault_rule(self, rule_id: str) -> bool: ...
 
-    def fire_rule(self, rule_id: str) -> bool:
+    def fire_fault_rule(self, rule_id: str) -> bool:
         """Count one firing of the rule if it has firings left; False when spent or gone."""
         ...
 

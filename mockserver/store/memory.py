@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..jsonio import dumps
-from ..records import TaskRecord, UploadRecord
-from ..scenarios import Rule
+from ..core.faults import FaultRule
+from ..core.jsonio import dumps
+from ..core.records import TaskRecord, UploadRecord
 
 
 class MemoryStore:
@@ -34,7 +34,7 @@ class MemoryStore:
         self._tasks: dict[str, tuple[Any, ...]] = {}
         self._keys: dict[tuple[str, str], str] = {}
         self._uploads: dict[str, UploadRecord] = {}
-        self._rules: dict[str, Rule] = {}
+        self._rules: dict[str, FaultRule] = {}
         self._fired: dict[str, int] = {}
         self._windows: dict[str, tuple[int, int]] = {}
         self._balances: dict[str, float | None] = {}
@@ -106,18 +106,18 @@ class MemoryStore:
 
     # faults
 
-    def put_rule(self, rule: Rule) -> None:
+    def put_fault_rule(self, rule: FaultRule) -> None:
         self._rules[rule.id] = rule
         self._fired[rule.id] = 0
 
-    def rules(self) -> list[Rule]:
+    def fault_rules(self) -> list[FaultRule]:
         return list(self._rules.values())
 
-    def delete_rule(self, rule_id: str) -> bool:
+    def delete_fault_rule(self, rule_id: str) -> bool:
         self._fired.pop(rule_id, None)
         return self._rules.pop(rule_id, None) is not None
 
-    def fire_rule(self, rule_id: str) -> bool:
+    def fire_fault_rule(self, rule_id: str) -> bool:
         with self._lock:
             rule = self._rules.get(rule_id)
             if rule is None:

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..records import TaskRecord, UploadRecord
-from ..scenarios import Rule
+from ..core.faults import FaultRule
+from ..core.records import TaskRecord, UploadRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, account TEXT NOT NULL, created_at REAL NOT NULL,
@@ -164,7 +164,7 @@ class SQLiteStore:
 
     # faults
 
-    def put_rule(self, rule: Rule) -> None:
+    def put_fault_rule(self, rule: FaultRule) -> None:
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO rules (id, pos, data, fired) "
@@ -172,14 +172,14 @@ class SQLiteStore:
                 (rule.id, json.dumps(rule.to_dict())),
             )
 
-    def rules(self) -> list[Rule]:
-        return [Rule.from_dict(json.loads(r[0])) for r in self._all("SELECT data FROM rules ORDER BY pos")]
+    def fault_rules(self) -> list[FaultRule]:
+        return [FaultRule.from_dict(json.loads(r[0])) for r in self._all("SELECT data FROM rules ORDER BY pos")]
 
-    def delete_rule(self, rule_id: str) -> bool:
+    def delete_fault_rule(self, rule_id: str) -> bool:
         with self._write() as db:
             return db.execute("DELETE FROM rules WHERE id = ?", (rule_id,)).rowcount > 0
 
-    def fire_rule(self, rule_id: str) -> bool:
+    def fire_fault_rule(self, rule_id: str) -> bool:
         with self._write() as db:
             row = db.execute("SELECT data, fired FROM rules WHERE id = ?", (rule_id,)).fetchone()
             if row is None:

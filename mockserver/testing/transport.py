@@ -5,7 +5,9 @@
 the app runs on an event loop in one background thread (an anyio blocking
 portal), and each request is handed to it and waited for. Both turn the
 fake's wire faults (``drop``, ``truncate``) into the exception httpx raises
-for a real broken connection.
+for a real broken connection, and a latency fault longer than the request's
+read timeout into the ``httpx.ReadTimeout`` a socket would have raised (the
+delay itself cost virtual time, not real time).
 """
 
 from __future__ import annotations
@@ -19,13 +21,19 @@ import httpx
 from anyio.from_thread import BlockingPortal
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .middleware import WIRE_FAULTS_EXTENSION
+from ..web.edge import LATENCY_HEADER, WIRE_FAULTS_EXTENSION
 
 CLIENT_ADDRESS = ("127.0.0.1", 50000)
 FAULT_HEADER = "x-mock-fault"
 
 
 def raise_wire_fault(status: int, headers: httpx.Headers, request: httpx.Request) -> None:
+    latency = headers.get(LATENCY_HEADER.decode())
+    if latency is not None:
+        del headers[LATENCY_HEADER.decode()]
+        read_timeout = (request.extensions.get("timeout") or {}).get("read")
+        if read_timeout is not None and float(latency) / 1000 > read_timeout:
+            raise httpx.ReadTimeout(f"The read operation timed out (a {latency} ms latency fault)", request=request)
     fault = headers.get(FAULT_HEADER)
     if fault == "drop":
         raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
@@ -52,9 +60,10 @@ class AsyncASGITransport(httpx.ASGITransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await super().handle_async_request(request)
         body = await response.aread()
-        raise_wire_fault(response.status_code, response.headers, request)
+        headers = httpx.Headers(response.headers)
+        raise_wire_fault(response.status_code, headers, request)
         # A stream, not content: the client then reads and closes it itself, setting .elapsed as for a socket.
-        return httpx.Response(response.status_code, headers=response.headers, stream=httpx.ByteStream(body))
+        return httpx.Response(response.status_code, headers=headers, stream=httpx.ByteStream(body))
 
 
 class SyncASGITransport(httpx.BaseTransport):
@@ -94,8 +103,9 @@ class SyncASGITransport(httpx.BaseTransport):
             body = await response.aread()
             return response.status_code, response.headers.raw, body, dict(response.extensions)
 
-        status, headers, body, extensions = self._running_portal().call(call)
-        raise_wire_fault(status, httpx.Headers(headers), request)
+        status, raw_headers, body, extensions = self._running_portal().call(call)
+        headers = httpx.Headers(raw_headers)
+        raise_wire_fault(status, headers, request)
         return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body), extensions=extensions)
 
     def close(self) -> None:

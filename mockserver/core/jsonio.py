@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import orjson
-from starlette.responses import JSONResponse as _StarletteJSONResponse
 
 
 def dumps(value: Any) -> bytes:
@@ -15,8 +14,3 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-class JSONResponse(_StarletteJSONResponse):
-    def render(self, content: Any) -> bytes:
-        return dumps(content)

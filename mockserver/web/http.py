@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import sys
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import JSONResponse as _StarletteJSONResponse
 from starlette.responses import Response
 
-from . import rules
-from .errors import AUTHENTICATION, NOT_FOUND, SERVER, ApiError, bad_request, error_body
-from .jsonio import JSONResponse
+from ..core import submission
+from ..core.errors import NOT_FOUND, SERVER, ApiError, bad_request, error_body
+from ..core.jsonio import dumps
+from ..service import Accepted, Facts
 
 JSON_TYPES = ("application/json",)
-MAX_KEY_LENGTH = 255
+
+
+class JSONResponse(_StarletteJSONResponse):
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+def facts(request: Request) -> Facts:
+    """What this request's journal entry will say (read by ``edge.Edge``): routes and the service add to it."""
+    found: Facts = request.scope.setdefault("state", {}).setdefault("mock_journal", {})
+    return found
 
 
 def media_type(request: Request) -> str | None:
@@ -44,43 +54,12 @@ async def read_json(request: Request) -> dict[str, Any]:
         raise bad_request("request body is not valid UTF-8") from None
     except (ValueError, RecursionError) as exc:
         raise bad_request(f"malformed JSON: {exc}") from None
-    return rules.refuse_non_object(body)
+    return submission.refuse_non_object(body)
 
 
-def account_id(token: str) -> str:
-    """The account a token stands for; the token itself is never kept. Interned: every task of
-    an account shares one string."""
-    return sys.intern("acct_" + hashlib.sha256(token.encode()).hexdigest()[:16])
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
-
-
-def account_of(request: Request) -> str:
-    """'Authorization: Bearer <token>'; each token is its own account. 401 otherwise."""
-    header = request.headers.get("authorization")
-    token = bearer_token(header)
-    if token is None:
-        reason = "missing Authorization header" if not header else "Authorization must be 'Bearer <token>'"
-        raise ApiError(401, f"{reason}: a bearer token is required", type=AUTHENTICATION, param=None)
-    return account_id(token)
-
-
-def idempotency_key(request: Request) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        return None
-    if not key.strip() or len(key) > MAX_KEY_LENGTH:
-        raise bad_request(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", "Idempotency-Key")
-    return key
-
-
-def submitted(task_id: str, *, replayed: bool = False) -> JSONResponse:
-    headers = {"idempotency-replayed": "true"} if replayed else None
-    return JSONResponse({"code": 200, "data": [{"status": "submitted", "task_id": task_id}]}, headers=headers)
+def submitted(accepted: Accepted) -> JSONResponse:
+    headers = {"idempotency-replayed": "true"} if accepted.replayed else None
+    return JSONResponse({"code": 200, "data": [{"status": "submitted", "task_id": accepted.task_id}]}, headers=headers)
 
 
 class BodyTooLarge(ApiError):

@@ -26,6 +26,8 @@ PRICE_480 = "midjourney@video"
 PRICE_720 = "midjourney@video-720p"
 START_END_INFIX = "start_end_"
 
+MAX_KEY_LENGTH = 255
+
 # Sizes of frames that this server stored itself (its upload URLs), or None.
 MeasureUpload = Callable[[str], int | None]
 
@@ -279,3 +281,12 @@ def refuse_non_object(body: Any) -> dict[str, Any]:
         kind = "array" if isinstance(body, list) else type(body).__name__
         raise ApiError(400, f"request body must be a JSON object, not {kind}", param=None)
     return body
+
+
+def idempotency_key(key: str | None) -> str | None:
+    """An ``Idempotency-Key`` header: absent, or 1 to 255 characters that are not all blank."""
+    if key is None:
+        return None
+    if not key.strip() or len(key) > MAX_KEY_LENGTH:
+        raise bad_request(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", "Idempotency-Key")
+    return key

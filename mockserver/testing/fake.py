@@ -19,15 +19,15 @@ from urllib.parse import urlsplit
 import httpx
 import respx
 
-from .app import create_app
-from .clock import VirtualClock
+from ..core.clock import VirtualClock
+from ..settings import Settings
+from ..web.app import create_app
 from .control import MockControl
 from .process import ServerProcess
-from .settings import Settings
 from .transport import AsyncASGITransport, SyncASGITransport
 
 DEFAULT_BASE_URL = "https://api.apimart.ai"
-CONTROL_HOST = "http://mockserver.control"
+CONTROL_HOST = "http://mockserver.testing.control"
 _IN_ASYNC = contextvars.ContextVar("mockserver_in_async", default=False)
 
 

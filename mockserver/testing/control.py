@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from ..http import account_id
+from ..core.accounts import account_id
 
 
 class ControlError(AssertionError):

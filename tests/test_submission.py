@@ -1,4 +1,4 @@
-"""One test (or a few) per documented rule, on the pure functions of ``mockserver.rules``."""
+"""One test (or a few) per documented rule, on the pure functions of ``mockserver.core.submission``."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from typing import Any
 
 import pytest
 
-from mockserver import rules
-from mockserver.errors import ApiError
-from mockserver.spec import Spec
+from mockserver.core import submission
+from mockserver.core.errors import ApiError
+from mockserver.core.spec import Spec
 
 SPEC = Spec()
 ALLOWED = SPEC.enum("VideoRequest", "batch_size")
 DEFAULTS = {name: SPEC.default("VideoRequest", name) for name in ("video_type", "motion", "animate_mode")}
 FRAME = "https://example.com/cat.png"
 MiB = 1024 * 1024
-DONE_IMAGINE = rules.ParentTask(action="IMAGINE", status="SUCCESS", prompt="a red fox")
+DONE_IMAGINE = submission.ParentTask(action="IMAGINE", status="SUCCESS", prompt="a red fox")
 
 
 def refusal(fn: Any, *args: Any, **kwargs: Any) -> ApiError:
@@ -30,9 +30,9 @@ def no_upload(url: str) -> int | None:
     return None
 
 
-def job(body: dict[str, Any], **overrides: Any) -> rules.VideoJob:
+def job(body: dict[str, Any], **overrides: Any) -> submission.VideoJob:
     options: dict[str, Any] = {
-        "policy": rules.STRICT,
+        "policy": submission.STRICT,
         "allowed_batch_sizes": ALLOWED,
         "defaults": DEFAULTS,
         "parent": None,
@@ -40,7 +40,7 @@ def job(body: dict[str, Any], **overrides: Any) -> rules.VideoJob:
         "measure_upload": no_upload,
     }
     options.update(overrides)
-    return rules.video_job(body, **options)
+    return submission.video_job(body, **options)
 
 
 def data_url(size: int, media_type: str = "image/png") -> str:
@@ -65,22 +65,22 @@ def test_spec_states_the_documented_values() -> None:
 
 
 def test_frame_source_image() -> None:
-    assert rules.one_frame_source({"image_urls": [FRAME]}) == "image"
+    assert submission.one_frame_source({"image_urls": [FRAME]}) == "image"
 
 
 def test_frame_source_task() -> None:
-    assert rules.one_frame_source({"task_id": "task_x"}) == "task"
+    assert submission.one_frame_source({"task_id": "task_x"}) == "task"
 
 
 def test_frame_source_both_refused() -> None:
-    error = refusal(rules.one_frame_source, {"image_urls": [FRAME], "task_id": "task_x"})
+    error = refusal(submission.one_frame_source, {"image_urls": [FRAME], "task_id": "task_x"})
     assert error.param == "task_id"
     assert "cannot both be set" in error.message
 
 
 @pytest.mark.parametrize("body", [{}, {"image_urls": []}, {"task_id": ""}, {"image_urls": None, "task_id": None}])
 def test_frame_source_neither_refused(body: dict[str, Any]) -> None:
-    error = refusal(rules.one_frame_source, body)
+    error = refusal(submission.one_frame_source, body)
     assert error.param == "image_urls"
     assert "text-to-video is not supported" in error.message
 
@@ -91,11 +91,11 @@ def test_frame_source_neither_refused(body: dict[str, Any]) -> None:
 @pytest.mark.parametrize("prompt", [None, "", "   "])
 def test_prompt_required_without_task(prompt: str | None) -> None:
     body = {"image_urls": [FRAME]} if prompt is None else {"image_urls": [FRAME], "prompt": prompt}
-    assert refusal(rules.prompt_required_without_task, body).param == "prompt"
+    assert refusal(submission.prompt_required_without_task, body).param == "prompt"
 
 
 def test_prompt_may_be_empty_with_task() -> None:
-    rules.prompt_required_without_task({"task_id": "task_x", "prompt": ""})
+    submission.prompt_required_without_task({"task_id": "task_x", "prompt": ""})
 
 
 def test_prompt_inherited_from_parent() -> None:
@@ -113,17 +113,17 @@ def test_own_prompt_wins_over_parent() -> None:
 
 
 def test_auto_without_task_refused() -> None:
-    error = refusal(rules.auto_needs_task_and_index, {"animate_mode": "auto", "image_urls": [FRAME], "index": 1})
+    error = refusal(submission.auto_needs_task_and_index, {"animate_mode": "auto", "image_urls": [FRAME], "index": 1})
     assert error.param == "task_id"
 
 
 def test_auto_without_index_refused() -> None:
-    error = refusal(rules.auto_needs_task_and_index, {"animate_mode": "auto", "task_id": "task_p"})
+    error = refusal(submission.auto_needs_task_and_index, {"animate_mode": "auto", "task_id": "task_p"})
     assert error.param == "index"
 
 
 def test_auto_with_task_and_index_accepted() -> None:
-    rules.auto_needs_task_and_index({"animate_mode": "auto", "task_id": "task_p", "index": 0})
+    submission.auto_needs_task_and_index({"animate_mode": "auto", "task_id": "task_p", "index": 0})
     made = job({"animate_mode": "auto", "task_id": "task_p", "index": 0}, parent=DONE_IMAGINE)
     assert made.animate_mode == "auto"
 
@@ -142,28 +142,28 @@ def test_motion_default_high_and_kept() -> None:
 
 @pytest.mark.parametrize("value", [1, 2, 4])
 def test_batch_size_documented_values(value: int) -> None:
-    for policy in (rules.STRICT, rules.COERCE):
-        assert rules.effective_batch_size(value, policy, ALLOWED) == value
+    for policy in (submission.STRICT, submission.COERCE):
+        assert submission.effective_batch_size(value, policy, ALLOWED) == value
 
 
 def test_batch_size_absent_is_one() -> None:
-    assert rules.effective_batch_size(None, rules.STRICT, ALLOWED) == 1
+    assert submission.effective_batch_size(None, submission.STRICT, ALLOWED) == 1
 
 
 @pytest.mark.parametrize("value", [0, 3, 5, 8, -1, 100])
 def test_batch_size_strict_refuses(value: int) -> None:
-    error = refusal(rules.effective_batch_size, value, rules.STRICT, ALLOWED)
+    error = refusal(submission.effective_batch_size, value, submission.STRICT, ALLOWED)
     assert error.param == "batch_size"
     assert "1, 2, 4" in error.message
 
 
 @pytest.mark.parametrize("value", [0, 3, 5, 8, -1, 100])
 def test_batch_size_coerce_treats_as_one(value: int) -> None:
-    assert rules.effective_batch_size(value, rules.COERCE, ALLOWED) == 1
+    assert submission.effective_batch_size(value, submission.COERCE, ALLOWED) == 1
 
 
 def test_batch_size_coerce_is_noted_on_the_job() -> None:
-    made = job({"prompt": "p", "image_urls": [FRAME], "batch_size": 3}, policy=rules.COERCE)
+    made = job({"prompt": "p", "image_urls": [FRAME], "batch_size": 3}, policy=submission.COERCE)
     assert made.batch_size == 1
     assert made.quantity == 1
     assert any("treated as 1" in note for note in made.notes)
@@ -182,12 +182,12 @@ def test_batch_size_coerce_is_noted_on_the_job() -> None:
     ],
 )
 def test_end_url_upgrades_video_type(video_type: str, expected: str) -> None:
-    assert rules.effective_video_type(video_type, "https://example.com/end.png") == expected
+    assert submission.effective_video_type(video_type, "https://example.com/end.png") == expected
 
 
 @pytest.mark.parametrize("video_type", SPEC.enum("VideoType"))
 def test_no_end_url_keeps_video_type(video_type: str) -> None:
-    assert rules.effective_video_type(video_type, None) == video_type
+    assert submission.effective_video_type(video_type, None) == video_type
 
 
 def test_doc_example_start_end_job() -> None:
@@ -223,7 +223,7 @@ def test_default_video_type() -> None:
     ],
 )
 def test_price_key_by_tier(video_type: str, key: str) -> None:
-    assert rules.price_key(video_type) == key
+    assert submission.price_key(video_type) == key
 
 
 @pytest.mark.parametrize("batch", [1, 2, 4])
@@ -236,29 +236,29 @@ def test_quantity_is_batch_size(batch: int) -> None:
 
 
 def test_parent_unknown_refused() -> None:
-    assert "not found" in refusal(rules.parent_prompt, "task_x", None).message
+    assert "not found" in refusal(submission.parent_prompt, "task_x", None).message
 
 
 def test_parent_not_imagine_refused() -> None:
-    parent = rules.ParentTask(action="VIDEO", status="SUCCESS", prompt="p")
-    assert "not an imagine task" in refusal(rules.parent_prompt, "task_x", parent).message
+    parent = submission.ParentTask(action="VIDEO", status="SUCCESS", prompt="p")
+    assert "not an imagine task" in refusal(submission.parent_prompt, "task_x", parent).message
 
 
 @pytest.mark.parametrize("status", ["SUBMITTED", "IN_PROGRESS"])
 def test_parent_unfinished_refused(status: str) -> None:
-    parent = rules.ParentTask(action="IMAGINE", status=status, prompt="p")
-    error = refusal(rules.parent_prompt, "task_x", parent)
+    parent = submission.ParentTask(action="IMAGINE", status=status, prompt="p")
+    error = refusal(submission.parent_prompt, "task_x", parent)
     assert "not finished" in error.message
     assert status in error.message
 
 
 def test_parent_failed_refused() -> None:
-    parent = rules.ParentTask(action="IMAGINE", status="FAILURE", prompt="p")
-    assert "failed" in refusal(rules.parent_prompt, "task_x", parent).message
+    parent = submission.ParentTask(action="IMAGINE", status="FAILURE", prompt="p")
+    assert "failed" in refusal(submission.parent_prompt, "task_x", parent).message
 
 
 def test_parent_success_gives_prompt() -> None:
-    assert rules.parent_prompt("task_x", DONE_IMAGINE) == "a red fox"
+    assert submission.parent_prompt("task_x", DONE_IMAGINE) == "a red fox"
 
 
 def test_index_without_task_is_ignored_and_noted() -> None:
@@ -271,17 +271,17 @@ def test_index_without_task_is_ignored_and_noted() -> None:
 
 
 def test_data_url_measured() -> None:
-    assert rules.data_url_size(data_url(1000), "f") == 1000
-    assert rules.data_url_size("data:image/png,abc%20d", "f") == 5
-    assert rules.data_url_size(FRAME, "f") is None
+    assert submission.data_url_size(data_url(1000), "f") == 1000
+    assert submission.data_url_size("data:image/png,abc%20d", "f") == 5
+    assert submission.data_url_size(FRAME, "f") is None
 
 
 def test_frame_at_limit_accepted() -> None:
-    rules.frame_within_limit(data_url(12 * MiB), "image_urls[0]", 12 * MiB, no_upload)
+    submission.frame_within_limit(data_url(12 * MiB), "image_urls[0]", 12 * MiB, no_upload)
 
 
 def test_frame_over_limit_refused() -> None:
-    error = refusal(rules.frame_within_limit, data_url(12 * MiB + 1), "image_urls[0]", 12 * MiB, no_upload)
+    error = refusal(submission.frame_within_limit, data_url(12 * MiB + 1), "image_urls[0]", 12 * MiB, no_upload)
     assert error.param == "image_urls[0]"
     assert "12 MiB" in error.message
 
@@ -297,17 +297,17 @@ def test_uploaded_frame_measured() -> None:
         return 13 * MiB if "upl_big" in url else None
 
     url = "http://127.0.0.1:8000/media/uploads/upl_big/a.png"
-    assert refusal(rules.frame_within_limit, url, "image_urls[0]", 12 * MiB, measure).param == "image_urls[0]"
-    rules.frame_within_limit(FRAME, "image_urls[0]", 12 * MiB, measure)
+    assert refusal(submission.frame_within_limit, url, "image_urls[0]", 12 * MiB, measure).param == "image_urls[0]"
+    submission.frame_within_limit(FRAME, "image_urls[0]", 12 * MiB, measure)
 
 
 def test_foreign_url_not_fetched() -> None:
     def measure(url: str) -> int | None:
         raise AssertionError("a foreign URL must not be measured")
 
-    rules.frame_within_limit(FRAME, "image_urls[0]", 12 * MiB, lambda url: None)
+    submission.frame_within_limit(FRAME, "image_urls[0]", 12 * MiB, lambda url: None)
     with pytest.raises(AssertionError):
-        rules.frame_within_limit(FRAME, "image_urls[0]", 12 * MiB, measure)
+        submission.frame_within_limit(FRAME, "image_urls[0]", 12 * MiB, measure)
 
 
 @pytest.mark.parametrize(
@@ -320,7 +320,7 @@ def test_foreign_url_not_fetched() -> None:
     ],
 )
 def test_bad_data_url_refused(url: str, words: str) -> None:
-    error = refusal(rules.frame_within_limit, url, "image_urls[0]", 12 * MiB, no_upload)
+    error = refusal(submission.frame_within_limit, url, "image_urls[0]", 12 * MiB, no_upload)
     assert words in error.message
 
 
@@ -329,13 +329,13 @@ def test_bad_data_url_refused(url: str, words: str) -> None:
 
 @pytest.mark.parametrize("prompt", [None, "", "  "])
 def test_imagine_prompt_required(prompt: str | None) -> None:
-    assert refusal(rules.imagine_prompt, prompt).param == "prompt"
+    assert refusal(submission.imagine_prompt, prompt).param == "prompt"
 
 
 def test_imagine_price_key_by_speed() -> None:
-    assert rules.imagine_price_key("fast") == "midjourney@imagine-fast"
+    assert submission.imagine_price_key("fast") == "midjourney@imagine-fast"
 
 
 @pytest.mark.parametrize("body", [[], "x", 1, None, True])
 def test_body_must_be_object(body: Any) -> None:
-    assert "JSON object" in refusal(rules.refuse_non_object, body).message
+    assert "JSON object" in refusal(submission.refuse_non_object, body).message

@@ -7,14 +7,16 @@ for one layer, not three:
   at once; a streamed body is cut off (413) as soon as it passes the limit, never
   held whole.
 - **journal**: one entry per answered request (the control plane's own excepted);
-  routes add what they know (account, task id, scenario, the parsed body with long
-  strings shortened) through ``provider.note``; tokens are never kept.
+  routes and the service add what they know (account, task id, fault, the parsed
+  body with long strings shortened) to ``http.facts(request)``; tokens are never kept.
 - **wire faults** (``drop``, ``truncate``): the status line and headers go out
   (with ``connection: close`` and ``x-mock-fault``), then none or half of the body,
   and the response is left unfinished so the server closes the connection.
   In-process transports announce the ASGI extension ``mockserver.wire_faults``:
   they get the whole answer with the marker and raise what httpx raises for a real
-  broken connection.
+  broken connection. They are also told a latency fault's delay
+  (``x-mock-latency-ms``), which cost virtual time instead of real time, so that
+  they can raise the read timeout a socket would have.
 """
 
 from __future__ import annotations
@@ -25,10 +27,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .clock import Clock
-from .http import BodyTooLarge
-from .jsonio import JSONResponse
-from .store import Store
+from ..service import Fake
+from .http import BodyTooLarge, JSONResponse
 
 CONTROL_PREFIX = "/__mock__"
 WIRE_FAULTS_EXTENSION = "mockserver.wire_faults"
@@ -36,12 +36,15 @@ HIDDEN_HEADERS = frozenset({b"authorization", b"cookie", b"proxy-authorization"}
 log = logging.getLogger("mockserver")
 
 
+LATENCY_HEADER = b"x-mock-latency-ms"
+
+
 class Edge:
-    def __init__(self, app: ASGIApp, store: Store, clock: Clock, limit: int) -> None:
+    def __init__(self, app: ASGIApp, fake: Fake) -> None:
         self.app = app
-        self.store = store
-        self.clock = clock
-        self.limit = limit
+        self.fake = fake
+        self.clock = fake.clock
+        self.limit = fake.settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,16 +72,21 @@ class Edge:
 
         async def edge_send(message: Message) -> None:
             nonlocal status, cut
-            fault = scope.get("state", {}).get("mock_wire_fault")
+            facts = scope.get("state", {}).get("mock_journal", {})
+            fault = facts.get("wire_fault")
+            in_process = WIRE_FAULTS_EXTENSION in (scope.get("extensions") or {})
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if fault is not None:
                     headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
                     headers += [(b"connection", b"close"), (b"x-mock-fault", fault.encode())]
                     message = {**message, "headers": headers}
+                if in_process and "latency_ms" in facts:
+                    latency = (LATENCY_HEADER, str(facts["latency_ms"]).encode())
+                    message = {**message, "headers": [*message.get("headers", []), latency]}
                 await send(message)
                 return
-            if fault is None or WIRE_FAULTS_EXTENSION in scope.get("extensions", {}):
+            if fault is None or in_process:
                 await send(message)
                 return
             if cut:
@@ -99,9 +107,10 @@ class Edge:
                 self._journal(scope, at, started, size, status)
 
     def _journal(self, scope: Scope, at: float, started: float, size: int, status: int) -> None:
-        facts: dict[str, Any] = scope.get("state", {}).get("mock_journal", {})
+        facts: dict[str, Any] = dict(scope.get("state", {}).get("mock_journal", {}))
+        facts.pop("wire_fault", None)  # already named by "scenario"
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k not in HIDDEN_HEADERS}
-        self.store.append_journal(
+        self.fake.record_request(
             {
                 "time": at,
                 "wall_time": time.time(),

@@ -12,8 +12,8 @@ from typing import Any
 
 import redis
 
-from ..records import TaskRecord, UploadRecord
-from ..scenarios import Rule
+from ..core.faults import FaultRule
+from ..core.records import TaskRecord, UploadRecord
 
 FIRE_RULE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -144,26 +144,26 @@ class RedisStore:
 
     # faults
 
-    def put_rule(self, rule: Rule) -> None:
+    def put_fault_rule(self, rule: FaultRule) -> None:
         pipe = self.r.pipeline()
         pipe.hset(self.k("rules"), rule.id, json.dumps(rule.to_dict()))
         pipe.hset(self.k("rule_fired"), rule.id, 0)
         pipe.rpush(self.k("rule_order"), rule.id)
         pipe.execute()
 
-    def rules(self) -> list[Rule]:
+    def fault_rules(self) -> list[FaultRule]:
         ids = [i.decode() for i in self.r.lrange(self.k("rule_order"), 0, -1)]
         raws = self.r.hmget(self.k("rules"), ids) if ids else []
-        return [Rule.from_dict(json.loads(raw)) for raw in raws if raw]
+        return [FaultRule.from_dict(json.loads(raw)) for raw in raws if raw]
 
-    def delete_rule(self, rule_id: str) -> bool:
+    def delete_fault_rule(self, rule_id: str) -> bool:
         pipe = self.r.pipeline()
         pipe.hdel(self.k("rules"), rule_id)
         pipe.hdel(self.k("rule_fired"), rule_id)
         pipe.lrem(self.k("rule_order"), 0, rule_id)
         return bool(pipe.execute()[0])
 
-    def fire_rule(self, rule_id: str) -> bool:
+    def fire_fault_rule(self, rule_id: str) -> bool:
         raw = self.r.hget(self.k("rules"), rule_id)
         if raw is None:
             return False

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 
 from .records import IMAGINE, TaskRecord
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
 VIDEO_480 = ASSETS / "video-480.mp4"
 VIDEO_720 = ASSETS / "video-720.mp4"
 GRID_PNG = ASSETS / "grid.png"

@@ -7,39 +7,66 @@ plane move (or freeze); ``VirtualClock`` only moves when told to.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from typing import Protocol, runtime_checkable
+
+# The latest time a task id (a ULID: milliseconds in 48 bits) and a date can both express.
+LATEST = 253_402_300_799.0  # 9999-12-31T23:59:59Z
+
+
+def checked_step(now: float, seconds: float) -> float:
+    """A move of ``seconds`` forward from ``now``: finite, not backwards, not past ``LATEST``."""
+    if not math.isfinite(seconds):
+        raise ValueError(f"a clock moves by a finite number of seconds, not {seconds!r}")
+    if seconds < 0:
+        raise ValueError("a clock only moves forward")
+    if now + seconds > LATEST:
+        raise ValueError(f"a clock cannot move past {LATEST:.0f} (9999-12-31T23:59:59Z)")
+    return seconds
 
 
 @runtime_checkable
 class Clock(Protocol):
     def now(self) -> float: ...
 
+    async def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` pass: real time on a real clock, virtual time on a virtual one."""
+        ...
+
 
 class SystemClock:
     def now(self) -> float:
         return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 class VirtualClock:
     """A clock that stands still until ``advance`` or ``set`` moves it."""
 
     def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
-        self._now = float(start)
+        self._start = self._now = float(start)
 
     def now(self) -> float:
         return self._now
 
+    async def sleep(self, seconds: float) -> None:
+        """No real waiting: the delay costs virtual time (a latency fault in-process)."""
+        self.advance(seconds)
+
     def advance(self, seconds: float) -> float:
-        if seconds < 0:
-            raise ValueError("a clock only moves forward")
-        self._now += seconds
+        self._now += checked_step(self._now, seconds)
         return self._now
 
     def set(self, when: float) -> float:
-        if when < self._now:
-            raise ValueError("a clock only moves forward")
-        self._now = float(when)
+        return self.advance(when - self._now)
+
+    def reset(self) -> float:
+        """Back to where it started (a reset of the whole fake)."""
+        self._now = self._start
         return self._now
 
 
@@ -78,13 +105,15 @@ class ShiftedClock:
         offset, frozen_at = self._state.clock_state()
         return frozen_at if frozen_at is not None else self._base.now() + offset
 
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
     @property
     def frozen(self) -> bool:
         return self._state.clock_state()[1] is not None
 
     def advance(self, seconds: float) -> float:
-        if seconds < 0:
-            raise ValueError("a clock only moves forward")
+        checked_step(self.now(), seconds)
         offset, frozen_at = self._state.clock_state()
         if frozen_at is not None:
             self._state.set_clock_state(offset, frozen_at + seconds)
@@ -93,10 +122,12 @@ class ShiftedClock:
         return self.now()
 
     def set(self, when: float) -> float:
-        current = self.now()
-        if when < current:
-            raise ValueError("a clock only moves forward")
-        return self.advance(when - current)
+        return self.advance(when - self.now())
+
+    def reset(self) -> float:
+        """Back to the wall clock, running (a reset of the whole fake)."""
+        self._state.set_clock_state(0.0, None)
+        return self.now()
 
     def freeze(self) -> float:
         offset, frozen_at = self._state.clock_state()

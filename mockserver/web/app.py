@@ -13,17 +13,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from . import ledger
-from .clock import Clock, ShiftedClock
-from .context import Context
+from ..core.clock import Clock
+from ..core.spec import Spec
+from ..service import Fake, Store
+from ..settings import Settings
+from .control import control_app
+from .edge import Edge
 from .http import EXCEPTION_HANDLERS
-from .middleware import Edge
-from .provider import MediaFiles, ProviderApi
-from .settings import Settings
-from .spec import Spec
-from .store import Store, open_store
+from .media import media_routes
+from .provider import provider_routes
 
-__all__ = ["Context", "app_from_env", "create_app"]
+__all__ = ["app_from_env", "create_app"]
 
 
 def spec_routes(spec: Spec) -> list[BaseRoute]:
@@ -36,17 +36,6 @@ def spec_routes(spec: Spec) -> list[BaseRoute]:
     return [Route("/openapi.yaml", as_yaml), Route("/openapi.json", as_json)]
 
 
-def spend_report(ctx: Context) -> str:
-    """One line on what the run would have cost on the real API."""
-    summary = ledger.summary(ctx.store.tasks(), ctx.clock.now(), ctx.store.balances(), ctx.settings.default_balance)
-    accounts = summary["accounts"]
-    tasks = sum(a["tasks"] for a in accounts.values())
-    return (
-        f"mockserver: {tasks} task(s) from {len(accounts)} account(s); on the real API this run would have cost "
-        f"{summary['total_spent']:g} (unit prices: {ctx.settings.price_table or 'packaged defaults'})"
-    )
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -55,33 +44,24 @@ def create_app(
     spec: Spec | None = None,
 ) -> Starlette:
     """The fake as an ASGI app. Every collaborator can be handed in (tests hand in a virtual clock)."""
-    settings = (settings or Settings()).validated()
-    store = store if store is not None else open_store(settings.state, settings.journal_size)
-    ctx = Context(
-        settings=settings,
-        spec=spec or Spec(),
-        clock=clock or ShiftedClock(state=store),
-        store=store,
-    )
-    routes: list[BaseRoute] = [*ProviderApi(ctx).routes(), *MediaFiles(ctx).routes(), *spec_routes(ctx.spec)]
-    if settings.control:
-        from .control import control_app
-
-        routes.append(Mount("/__mock__", app=control_app(ctx)))
+    fake = Fake.open((settings or Settings()).validated(), clock=clock, store=store, spec=spec)
+    routes: list[BaseRoute] = [*provider_routes(fake), *media_routes(fake), *spec_routes(fake.spec)]
+    if fake.settings.control:
+        routes.append(Mount("/__mock__", app=control_app(fake)))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        print(spend_report(ctx), file=sys.stderr, flush=True)
+        print(fake.spend_report(), file=sys.stderr, flush=True)
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(Edge, store=ctx.store, clock=ctx.clock, limit=settings.max_body_bytes)],
+        middleware=[Middleware(Edge, fake=fake)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.router.redirect_slashes = False  # a stray slash is a 404, as on the provider, not a redirect
-    app.state.ctx = ctx
+    app.state.fake = fake
     return app
 
 

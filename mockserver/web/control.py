@@ -1,0 +1,188 @@
+"""``/__mock__/`` routes: the fake's own knobs, apart from the provider's API.
+
+Bodies are validated with ``spec/control.yaml``, the control plane's own
+OpenAPI document (served at ``/__mock__/openapi.json``). Control requests need
+no provider token; ``--no-control`` switches the whole plane off. Each route
+reads its request and asks the service (``Fake``) once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..core import faults
+from ..core.accounts import account_id
+from ..core.errors import ApiError, bad_request
+from ..core.spec import CONTROL, Spec
+from ..service import Fake
+from .http import EXCEPTION_HANDLERS, JSONResponse
+
+DASHBOARD = Path(__file__).resolve().parent / "dashboard"
+
+
+async def _body(request: Request, spec: Spec, schema: str) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except (ValueError, RecursionError) as exc:
+        raise bad_request(f"malformed JSON: {exc}") from None
+    spec.check(schema, body)
+    result: dict[str, Any] = body
+    return result
+
+
+def _account(values: Any) -> str | None:
+    """An account named by ``account`` (its id) or ``token`` (the bearer token)."""
+    token = values.get("token")
+    return account_id(token) if token else values.get("account")
+
+
+def _whole(query: Any, name: str, default: int | None = None, *, lowest: int = 0) -> int | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or int(raw) < lowest:
+        raise bad_request(f"{name} must be a whole number >= {lowest} (got {raw[:20]!r})", name)
+    return int(raw)
+
+
+def control_app(fake: Fake) -> Starlette:
+    spec = Spec(name=CONTROL)
+    clock = fake.clock
+
+    async def dashboard(request: Request) -> Response:
+        return FileResponse(DASHBOARD / "index.html", media_type="text/html")
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "pid": os.getpid(), "state": fake.settings.state.split("://")[0]})
+
+    async def openapi(request: Request) -> Response:
+        return Response(spec.json_bytes, media_type="application/json")
+
+    async def reset(request: Request) -> Response:
+        account = _account(await _body(request, spec, "AccountRef"))
+        fake.reset(account)
+        return JSONResponse({"reset": account or "all"})
+
+    def clock_state() -> dict[str, Any]:
+        return {"now": clock.now(), "frozen": bool(getattr(clock, "frozen", True))}
+
+    async def clock_route(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(clock_state())
+        body = await _body(request, spec, "ClockChange")
+        try:
+            if body.get("freeze") is True and hasattr(clock, "freeze"):
+                clock.freeze()
+            elif body.get("freeze") is False and hasattr(clock, "unfreeze"):
+                clock.unfreeze()
+            if body.get("advance") is not None:
+                clock.advance(float(body["advance"]))  # type: ignore[attr-defined]
+            if body.get("set") is not None:
+                clock.set(float(body["set"]))  # type: ignore[attr-defined]
+        except AttributeError:
+            raise ApiError(409, "this server's clock cannot be moved", param=None) from None
+        except (ValueError, OverflowError) as exc:
+            raise bad_request(str(exc), "set" if body.get("set") is not None else "advance") from None
+        return JSONResponse(clock_state())
+
+    async def list_faults(request: Request) -> Response:
+        catalogue = [
+            {"name": k.name, "summary": k.summary, "params": dict(k.params), "task": k.task}
+            for k in faults.CATALOGUE.values()
+        ]
+        return JSONResponse({"catalogue": catalogue, "rules": [r.to_dict() for r in fake.fault_rules()]})
+
+    async def add_fault(request: Request) -> Response:
+        body = await _body(request, spec, "RuleRequest")
+        rule = fake.add_fault_rule(
+            body["scenario"],
+            body.get("params"),
+            endpoint=body.get("endpoint", "any"),
+            account=_account(body),
+            fields=body.get("fields"),
+            times=body.get("times"),
+            probability=body.get("probability", 1.0),
+        )
+        return JSONResponse(rule.to_dict())
+
+    async def clear_faults(request: Request) -> Response:
+        fake.clear_fault_rules()
+        return JSONResponse({"deleted": "all"})
+
+    async def delete_fault(request: Request) -> Response:
+        rule_id = request.path_params["rule_id"]
+        fake.delete_fault_rule(rule_id)
+        return JSONResponse({"deleted": rule_id})
+
+    async def requests(request: Request) -> Response:
+        q = request.query_params
+        entries = fake.journal(
+            _whole(q, "since", 0) or 0,
+            method=q.get("method"),
+            path=q.get("path"),
+            account=_account(q),
+            status=_whole(q, "status"),
+            limit=_whole(q, "limit"),
+        )
+        return JSONResponse({"requests": entries})
+
+    async def ledger_route(request: Request) -> Response:
+        return JSONResponse(fake.ledger(_account(request.query_params)))
+
+    async def balances(request: Request) -> Response:
+        body = await _body(request, spec, "BalanceChange")
+        account = _account(body)
+        if account is None:
+            raise bad_request("name the account by token or account", "token")
+        fake.set_balance(account, body["balance"])
+        return JSONResponse({"account": account, "balance": body["balance"]})
+
+    async def tasks(request: Request) -> Response:
+        q = request.query_params
+        order = q.get("order", "asc")
+        if order not in ("asc", "desc"):
+            raise bad_request("order must be asc or desc", "order")
+        page, total = fake.tasks(
+            _account(q),
+            status=q.get("status"),
+            newest_first=order == "desc",
+            offset=_whole(q, "offset", 0) or 0,
+            limit=_whole(q, "limit", lowest=1),
+        )
+        return JSONResponse({"tasks": page, "total": total})
+
+    async def task(request: Request) -> Response:
+        return JSONResponse(fake.task(request.path_params["task_id"]))
+
+    app = Starlette(
+        routes=[
+            Route("/", dashboard, methods=["GET"]),
+            Mount("/dashboard", app=StaticFiles(directory=DASHBOARD, check_dir=False)),
+            Route("/health", health, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/reset", reset, methods=["POST"]),
+            Route("/clock", clock_route, methods=["GET", "POST"]),
+            Route("/scenarios", list_faults, methods=["GET"]),
+            Route("/scenarios", add_fault, methods=["POST"]),
+            Route("/scenarios", clear_faults, methods=["DELETE"]),
+            Route("/scenarios/{rule_id}", delete_fault, methods=["DELETE"]),
+            Route("/requests", requests, methods=["GET"]),
+            Route("/ledger", ledger_route, methods=["GET"]),
+            Route("/balances", balances, methods=["POST"]),
+            Route("/tasks", tasks, methods=["GET"]),
+            Route("/tasks/{task_id}", task, methods=["GET"]),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.router.redirect_slashes = False
+    return app
