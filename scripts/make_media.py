@@ -5,8 +5,9 @@ Run once, by hand, when the assets must change (needs ffmpeg on PATH):
     python scripts/make_media.py
 
 The outputs are committed under ``mockserver/assets/``; the server only reads them.
-Clips: about 5 s, 24 fps, H.264 (constrained baseline, yuv420p, moov first),
-480p tier 832×464 and 720p tier 1280×720 (Midjourney's 16:9 sizes).
+Clips: 5 s, 24 fps, H.264 (constrained baseline, yuv420p, moov first), one per
+tier (480, 720) × aspect ratio (1:1, 16:9, 9:16, 4:3, 3:4, 3:2, 2:3), sized and
+named by ``mockserver/core/clips.py`` (e.g. ``video-480-16x9.mp4`` is 832×464).
 Images: four 512×512 PNGs and their 2×2 grid, as an imagine task returns.
 """
 
@@ -17,8 +18,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-ASSETS = Path(__file__).resolve().parent.parent / "mockserver" / "assets"
-CLIPS = {"video-480.mp4": (832, 464), "video-720.mp4": (1280, 720)}
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from mockserver.core import clips  # noqa: E402
+
+ASSETS = ROOT / "mockserver" / "assets"
+CLIPS = {
+    clips.clip_name(tier, aspect): clips.dimensions(tier, aspect) for tier in clips.TIERS for aspect in clips.ASPECTS
+}
 COLOURS = ["0x3a6ea5", "0xc0504d", "0x9bbb59", "0xf79646"]
 
 
@@ -28,7 +35,7 @@ def run(*args: str) -> None:
 
 
 def make_clip(name: str, width: int, height: int) -> None:
-    box = height // 4
+    box = min(width, height) // 4
     scene = (
         f"color=c=0x1d2b3a:s={width}x{height}:r=24:d=5[bg];"
         f"color=c=0xf0c419:s={box}x{box}:r=24:d=5[box];"
@@ -55,6 +62,14 @@ def make_clip(name: str, width: int, height: int) -> None:
         "40",
         "-g",
         "120",
+        "-threads",
+        "1",
+        "-frames:v",
+        "120",
+        "-fflags",
+        "+bitexact",
+        "-flags:v",
+        "+bitexact",
         "-movflags",
         "+faststart",
         "-an",
@@ -101,7 +116,7 @@ def main() -> int:
         make_clip(name, width, height)
     make_images()
     for path in sorted(ASSETS.iterdir()):
-        print(f"{path.name:16} {path.stat().st_size:>8} bytes")
+        print(f"{path.name:24} {path.stat().st_size:>8} bytes")
     return 0
 
 
