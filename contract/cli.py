@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .frames import DEFAULT_FRAME
 from .runner import run_contract
-from .suite import DEFAULT_FRAME
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll-interval", type=float, default=None, help="seconds between polls (default adapts)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds to wait for one task (default 900 live)")
     parser.add_argument("--report", type=Path, default=None, help="also write the report as JSON here")
+    parser.add_argument(
+        "--write-calibration",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the readings observed (task dialect, URL shape, batch policy, task time) as mockserver "
+        "settings in YAML, for `mockserver serve --config FILE`",
+    )
     parser.add_argument("--examples", type=int, default=40, help="schemathesis cases per operation and mode")
     parser.add_argument("--frame-url", default=DEFAULT_FRAME, help="start frame for paid checks (a real image URL)")
     parser.add_argument("--other-token", default=os.environ.get("APIMART_OTHER_TOKEN"), help="a second account")
@@ -52,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         poll_interval=args.poll_interval,
         timeout=args.timeout,
         report_path=args.report,
+        calibration_path=args.write_calibration,
         examples=args.examples,
         frame_url=args.frame_url,
         other_token=args.other_token,

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 import httpx
 
 from . import fuzz
-from .report import Report
-from .suite import DEFAULT_FRAME, Suite
-from .target import Target
+from .frames import DEFAULT_FRAME
+from .readings import write_calibration
+from .report import SKIP, Report
+from .suite import CHECKS, Check, Suite, paid_plan
+from .target import BudgetExhausted, Profile, Target
 
 
 def run_contract(
@@ -23,6 +26,7 @@ def run_contract(
     poll_interval: float | None = None,
     timeout: float | None = None,
     report_path: Path | None = None,
+    calibration_path: Path | None = None,
     transport: httpx.BaseTransport | None = None,
     examples: int = 40,
     frame_url: str = DEFAULT_FRAME,
@@ -30,32 +34,34 @@ def run_contract(
     schemathesis: bool = True,
     out: TextIO = sys.stdout,
 ) -> Report:
-    """Check ``base_url`` against the documentation. ``max_paid_tasks`` None: all paid checks on
-    mockserver (they cost nothing there), none on any other target."""
+    """Check ``base_url`` against the documentation. ``max_paid_tasks`` None: the target profile's
+    default (every paid check on mockserver, where they cost nothing; none on any other target)."""
     started = time.monotonic()
 
     def log(line: str) -> None:
         out.write(line + "\n")
         out.flush()
 
-    target = Target(base_url, token, poll_interval=poll_interval, timeout=timeout, transport=transport, log=log)
-    report = Report(target=target.base_url, fake=target.fake)
-    suite = Suite(target, report, frame_url=frame_url, other_token=other_token, log=log)
-    plan = suite.plan()
-    budget = max_paid_tasks if max_paid_tasks is not None else (len(plan) if target.fake else 0)
-    target.budget.max_paid = budget
+    target = Target(
+        base_url,
+        token,
+        max_paid_tasks=max_paid_tasks,
+        poll_interval=poll_interval,
+        timeout=timeout,
+        transport=transport,
+        log=log,
+    )
+    report = Report(target=target.base_url, fake=target.profile.mockserver)
+    suite = Suite(target, report, frame_url=frame_url, other_token=other_token or target.profile.other_token)
     try:
-        log(
-            f"contract check of {target.base_url} ({'mockserver: paid checks cost nothing' if target.fake else 'live'})"
-        )
-        _announce(plan, budget, target.fake, log)
-        suite.refusals()
-        suite.lifecycle(1)
-        suite.reuse()
-        suite.lifecycle(2)
-        suite.lifecycle(4)
-        suite.batch_size_policy()
-        suite.open_points()
+        log(f"contract check of {target.base_url} ({target.profile.name})")
+        _announce(paid_plan(), target.budget.max_paid, target.profile, log)
+        for check in CHECKS:
+            log(f"== {check.title}" + (" (paid)" if check.tasks else ""))
+            try:
+                check.run(suite)
+            except BudgetExhausted as exc:
+                report.add(check.rule, check.doc, f"skipped: {exc}", SKIP)
         if schemathesis:
             fuzz.run(target, report, examples=examples, log=log)
     finally:
@@ -67,19 +73,29 @@ def run_contract(
     if report_path is not None:
         report.write_json(report_path)
         log(f"report written to {report_path}")
+    if calibration_path is not None:
+        calibration = suite.readings.calibration()
+        write_calibration(calibration_path, calibration, target.base_url)
+        shown = ", ".join(f"{k}={v}" for k, v in calibration.items()) or "nothing observed"
+        log(f"calibration written to {calibration_path}: {shown}")
     return report
 
 
-def _announce(plan: list[tuple[str, int, str, int]], budget: int, fake: bool, log: object) -> None:
-    assert callable(log)
-    runs = plan[:budget]
+def _announce(plan: list[Check], budget: int | None, profile: Profile, log: Callable[[str], None]) -> None:
+    """What the paid checks will spend, in their order, within ``budget`` tasks (None: no limit)."""
+    runs: list[Check] = []
+    for check in plan:
+        if budget is not None and sum(c.tasks for c in runs) + check.tasks > budget:
+            break
+        runs.append(check)
     units: dict[str, int] = {}
-    for _, _, key, n in runs:
-        units[key] = units.get(key, 0) + n
+    for check in runs:
+        units[check.price_key] = units.get(check.price_key, 0) + check.units
     spend = ", ".join(f"{n} × {key}" for key, n in units.items()) or "nothing"
-    log(f"paid budget: {budget} task(s); about to use {len(runs)} paid task(s): {spend}")
-    if not fake:
+    cap = "no limit" if budget is None else f"{budget} task(s)"
+    log(f"paid budget: {cap}; about to use {sum(c.tasks for c in runs)} paid task(s): {spend}")
+    if profile.charges:
         log("  (refusal probes are free while the target follows its documentation; a request it should refuse")
         log("   but accepts is counted against the budget, and then no further submission is sent)")
-    for what, *_ in plan[budget:]:
-        log(f"  skipped for the budget: {what}")
+    for check in plan[len(runs) :]:
+        log(f"  skipped for the budget: {check.title}")

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 
 def spec_path() -> Path:
@@ -15,9 +12,3 @@ def spec_path() -> Path:
     if packaged.is_file():
         return Path(str(packaged))
     return Path(__file__).resolve().parent.parent / "spec" / "openapi.yaml"
-
-
-def load() -> dict[str, Any]:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    document: dict[str, Any] = yaml.load(spec_path().read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
-    return document

@@ -1,66 +1,63 @@
-"""The contract checks: each documented rule as a named check against a target.
+"""The contract checks: each documented rule as a named check against a target, registered in ``CHECKS``.
 
-Free checks (refusals, unknown-task polls, missing tokens) always run. Paid
-checks run within the budget, in the cheapest form that still proves the rule
+``CHECKS`` is the run, in order. Free checks (refusals, uploads, unknown-task
+polls, missing tokens) always run. A paid check says what it spends (tasks,
+price key, units): the plan, the budget announcement and the run order are all
+read from that one list, and a paid check the budget cannot cover is skipped
+with its own rule. Paid checks use the cheapest form that still proves the rule
 (480p, motion low, the smallest batch). Open points of the documentation are
-probed and reported as INFO, never failed.
+probed and reported as INFO, with the reading the target follows.
+
+Every refusal probe changes one field of a body the target accepts (the start
+frame body of ``lifecycle.batch1`` or the task body of ``reuse.video``), so it
+is refused for the rule it probes and for no other reason; probes that need a
+real imagine task run after the reuse check has paid for one.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import struct
-import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from .report import FAIL, INFO, PASS, SKIP, Report
-from .target import IMAGINE, STATUS_RANK, VIDEO, BudgetExhausted, Target, TaskState, read_task
+from .frames import DEFAULT_FRAME, PNG, data_url, padded_png, tiny_png
+from .readings import Readings, error_of, error_param, error_shape, has_error_body, param_field
+from .report import FAIL, INFO, SKIP, Report
+from .target import (
+    IMAGINE,
+    MIDJOURNEY,
+    STATUS_RANK,
+    TASKS,
+    VIDEO,
+    BudgetExhausted,
+    Followed,
+    Target,
+    TaskState,
+    read_task,
+)
 
 MiB = 1024 * 1024
 UNKNOWN_TASK = "task_01KV52C0TEJSYZMCG0NCS4YWKK"
 PRICE_480 = "midjourney@video"
-PRICE_IMAGINE = "midjourney@imagine-relax"
+PRICE_IMAGINE = "midjourney@imagine"  # relax, the default speed
+PARENT_PROMPT = "contract check: a red fox in the snow"
+OVERSIZE_FRAME = 12 * MiB + 1024  # the frame limit is 12 MiB
+OVERSIZE_UPLOAD = 21 * MiB  # the upload page's limit is 20 MB
+OVERSIZE_DOC = "the first frame is ≤ 12 MiB → 400"
 
 
-def tiny_png(size: int = 16) -> bytes:
-    """A valid PNG of ``size``×``size`` grey pixels, made here (no file, no network)."""
+@dataclass(frozen=True)
+class Probe:
+    """A request the documentation says must be refused, and the fields its rule is about."""
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    rows = b"".join(b"\x00" + b"\x80" * size for _ in range(size))
-    header = struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
-DEFAULT_FRAME = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
-
-
-def error_shape(response: httpx.Response) -> str:
-    """Which documented error body the response uses, or what it is instead."""
-    try:
-        body = response.json()
-    except ValueError:
-        return f"not JSON ({response.headers.get('content-type', 'no content type')})"
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        error = body["error"]
-        if {"message", "type", "code"} <= set(error):
-            return "openai-style error body"
-        return "{error: {…}} without message/type/code"
-    if isinstance(body, dict) and body.get("success") is False and "message" in body:
-        return "{success: false, message}"
-    if isinstance(body, dict) and "code" in body and "data" in body:
-        return "{code, data} envelope"
-    return "unrecognised JSON"
-
-
-def has_error_body(response: httpx.Response) -> bool:
-    shape = error_shape(response)
-    return shape.startswith("openai-style") or shape.startswith("{success: false")
+    rule: str
+    doc: str
+    body: Any
+    fields: tuple[str, ...]
+    raw: bytes | None = None
 
 
 class Suite:
@@ -71,100 +68,204 @@ class Suite:
         *,
         frame_url: str = DEFAULT_FRAME,
         other_token: str | None = None,
-        log: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.t = target
         self.r = report
         self.frame = frame_url
         self.other_token = other_token
-        self.log = log
-        self.dialects: set[str] = set()
-        self.error_shapes: set[str] = set()
-        self.done_task: str | None = None
+        self.readings = Readings()
+        self.done_task: str | None = None  # a finished video task of ours, for the other-account probe
+        self.parent: str | None = None  # an imagine task of ours in SUCCESS, for reuse and its refusals
 
     def cheap(self, **fields: Any) -> dict[str, Any]:
+        """The start-frame body (``lifecycle.batch1`` sends it), with ``fields`` changed."""
         return {"prompt": "contract check: a slow pan", "image_urls": [self.frame], "motion": "low", **fields}
 
-    # -- free ----------------------------------------------------------------------------------
+    def from_task(self, **fields: Any) -> dict[str, Any]:
+        """The task body (``reuse.video`` sends it), with ``fields`` changed."""
+        return {"task_id": self.parent, "index": 1, "motion": "low", **fields}
+
+    # -- free: refusals ------------------------------------------------------------------------
 
     def refusals(self) -> None:
-        self.log("== documented refusals (free)")
-        oversize = "data:image/png;base64," + base64.b64encode(b"\x00" * (12 * MiB + 3)).decode()
-        cases: list[tuple[str, str, Any, bytes | None]] = [
-            ("refuse.no_frame", "no pure text-to-video: image_urls or task_id is required → 400",
-             {"prompt": "a cat"}, None),
-            ("refuse.frame_and_task", "image_urls and task_id are mutually exclusive → 400",
-             self.cheap(task_id=UNKNOWN_TASK), None),
-            ("refuse.two_images", "image_urls: the start frame, exactly 1 image → 400",
-             self.cheap(image_urls=[self.frame, self.frame]), None),
-            ("refuse.empty_prompt", "prompt empty without task_id → 400", self.cheap(prompt=""), None),
-            ("refuse.motion", "motion is low / high → 400 otherwise", self.cheap(motion="medium"), None),
-            ("refuse.animate_mode", "animate_mode is manual / auto → 400 otherwise",
-             self.cheap(animate_mode="magic"), None),
-            ("refuse.auto_without_task", "animate_mode=auto requires task_id and index → 400",
-             self.cheap(animate_mode="auto"), None),
-            ("refuse.auto_without_index", "animate_mode=auto requires task_id and index → 400",
-             {"task_id": UNKNOWN_TASK, "animate_mode": "auto", "motion": "low"}, None),
-            ("refuse.index_above_3", "index is 0–3 → 400 otherwise", {"task_id": UNKNOWN_TASK, "index": 4}, None),
-            ("refuse.index_below_0", "index is 0–3 → 400 otherwise", {"task_id": UNKNOWN_TASK, "index": -1}, None),
-            ("refuse.oversize_frame", "the first frame is ≤ 12 MiB → 400", self.cheap(image_urls=[oversize]), None),
-            ("refuse.malformed_json", "bad JSON → 400", None, b'{"prompt": "a cat", "image_urls": ['),
+        no_frame = {k: v for k, v in self.cheap().items() if k != "image_urls"}
+        probes = [
+            Probe("refuse.no_frame", "no pure text-to-video: image_urls or task_id is required → 400",
+                  no_frame, ("image_urls", "task_id")),
+            Probe("refuse.two_images", "image_urls: the start frame, exactly 1 image → 400",
+                  self.cheap(image_urls=[self.frame, self.frame]), ("image_urls",)),
+            Probe("refuse.empty_prompt", "prompt empty without task_id → 400", self.cheap(prompt=""), ("prompt",)),
+            Probe("refuse.motion", "motion is low / high → 400 otherwise", self.cheap(motion="medium"), ("motion",)),
+            Probe("refuse.animate_mode", "animate_mode is manual / auto → 400 otherwise",
+                  self.cheap(animate_mode="magic"), ("animate_mode",)),
+            Probe("refuse.auto_without_task", "animate_mode=auto requires task_id and index → 400",
+                  self.cheap(animate_mode="auto", index=0), ("task_id", "animate_mode")),
         ]  # fmt: skip
+        oversize = self._oversize_frame()
+        if isinstance(oversize, Probe):
+            probes.append(oversize)
+        else:
+            self.r.add("refuse.oversize_frame", OVERSIZE_DOC, f"not sent: {oversize}", SKIP)
+        probes.append(
+            Probe("refuse.malformed_json", "bad JSON → 400", None, (), b'{"prompt": "a cat", "image_urls": [')
+        )
         for value in ("vid_1.1_i2v_extend_480", "vid_1.1_i2v_extend_720", "vid_1.1_extend", "vid_1.1_i2v_1080"):
-            cases.append(
-                (f"refuse.video_type.{value}", "only the four documented video_type values; extend refused → 400",
-                 self.cheap(video_type=value), None)
+            probes.append(
+                Probe(f"refuse.video_type.{value}", "only the four documented video_type values; extend refused → 400",
+                      self.cheap(video_type=value), ("video_type",))
             )  # fmt: skip
-        for rule, doc, body, raw in cases:
-            try:
-                response = self.t.refused_submit(body, raw=raw)
-            except BudgetExhausted as exc:
-                self.r.add(rule, doc, f"not sent: {exc}", SKIP)
-                continue
-            self._refused(rule, doc, response, 400)
+        self._send(probes)
         missing = self.t.send("POST", VIDEO, json=self.cheap())
-        self._refused("auth.missing_token", "no bearer token → 401 authentication_error", missing, 401)
-        unknown = self.t.get(f"/v1/tasks/{UNKNOWN_TASK}")
-        self._refused("poll.unknown_task", "no such task (or expired) → 404", unknown, 404)
+        self._refused("auth.missing_token", "no bearer token → 401 authentication_error", missing, 401, ())
+        self._auth_error_type(missing)
+        unknown = self.t.get(f"{TASKS}{UNKNOWN_TASK}")
+        self._refused("poll.unknown_task", "no such task (or expired) → 404", unknown, 404, ())
 
-    def _refused(self, rule: str, doc: str, response: httpx.Response, status: int) -> None:
-        shape = error_shape(response)
-        self.error_shapes.add(shape)
-        observed = f"{response.status_code}, {shape}"
+    def _oversize_frame(self) -> Probe | str:
+        """A real PNG just over 12 MiB, in the form of the start frame: a ``data:`` URL when the frame is one,
+        else an uploaded image's URL (its size is then the only way it differs from an accepted frame);
+        or why there is none."""
+        png = padded_png(OVERSIZE_FRAME)
+        url: Any = data_url(png) if self.frame.startswith("data:") else None
+        if url is None:
+            response = self.t.upload(png, PNG, "contract-check-oversize.png")
+            answer = _json(response)
+            url = answer.get("url") if response.status_code == 200 and isinstance(answer, dict) else None
+            if not isinstance(url, str):
+                return f"the oversize frame could not be uploaded ({response.status_code})"
+        return Probe("refuse.oversize_frame", OVERSIZE_DOC, self.cheap(image_urls=[url]), ("image_urls",))
+
+    def parent_refusals(self) -> None:
+        """Refusals about ``task_id`` and ``index``, sent with a real imagine task in SUCCESS: with an
+        unknown one they would be refused for that alone, whatever the target does with ``index``."""
+        probes = [
+            Probe("refuse.frame_and_task", "image_urls and task_id are mutually exclusive → 400",
+                  {**self.cheap(), **self.from_task()}, ("image_urls", "task_id")),
+            Probe("refuse.auto_without_index", "animate_mode=auto requires task_id and index → 400",
+                  {k: v for k, v in self.from_task(animate_mode="auto").items() if k != "index"},
+                  ("index", "animate_mode")),
+            Probe("refuse.index_above_3", "index is 0–3 → 400 otherwise", self.from_task(index=4), ("index",)),
+            Probe("refuse.index_below_0", "index is 0–3 → 400 otherwise", self.from_task(index=-1), ("index",)),
+        ]  # fmt: skip
+        if self.parent is None:
+            why = "needs an imagine task in SUCCESS (the paid reuse check); with an unknown task_id it proves nothing"
+            for probe in probes:
+                self.r.add(probe.rule, probe.doc, f"not sent: {why}", SKIP)
+            return
+        self._send(probes)
+
+    def _send(self, probes: list[Probe]) -> None:
+        for probe in probes:
+            try:
+                response = self.t.refused_submit(probe.body, raw=probe.raw)
+            except BudgetExhausted as exc:
+                self.r.add(probe.rule, probe.doc, f"not sent: {exc}", SKIP)
+                continue
+            self._refused(probe.rule, probe.doc, response, 400, probe.fields)
+
+    def _refused(self, rule: str, doc: str, response: httpx.Response, status: int, fields: tuple[str, ...]) -> None:
+        self.readings.note_error(rule, response, fields)
+        observed = f"{response.status_code}, {error_shape(response)}"
+        param = error_param(response)
+        named = param_field(param)
+        if fields and named is not None:
+            other = "" if named in fields else f" (not {' / '.join(fields)}: refused for another reason?)"
+            observed += f", param {param}{other}"
         if response.status_code == 200:
             observed += " (accepted: this cost a task)"
         self.r.check(rule, doc, response.status_code == status and has_error_body(response), observed)
 
-    # -- paid ----------------------------------------------------------------------------------
+    def _auth_error_type(self, response: httpx.Response) -> None:
+        error = error_of(response)
+        doc = "endpoint pages: 401 authentication_error; seen live without a key: type apimart_error"
+        if error is None:
+            self.r.add("open.auth_error_type", doc, f"{response.status_code}, {error_shape(response)}", INFO)
+            return
+        message = str(error.get("message", ""))[:60]
+        observed = f"type {error.get('type')!r}, code {error.get('code')!r}, message {message!r}"
+        self.r.add("open.auth_error_type", doc, observed, INFO)
 
-    def plan(self) -> list[tuple[str, int, str, int]]:
-        """The paid work, in the order it runs within the budget: (what, tasks, price key, units)."""
-        return [
-            ("lifecycle, batch_size 1", 1, PRICE_480, 1),
-            ("reuse: imagine task", 1, PRICE_IMAGINE, 1),
-            ("reuse: video from task_id + index", 1, PRICE_480, 1),
-            ("lifecycle, batch_size 2", 1, PRICE_480, 2),
-            ("lifecycle, batch_size 4", 1, PRICE_480, 4),
-            ("open point: batch_size 3 (strict or coerce)", 1, PRICE_480, 1),
-        ]
+    # -- free: uploads -------------------------------------------------------------------------
+
+    def uploads(self) -> None:
+        png = tiny_png()
+        response = self.t.upload(png, PNG, "contract-check.png")
+        answer = _json(response)
+        answer = answer if isinstance(answer, dict) else {}
+        ok = (
+            response.status_code == 200
+            and str(answer.get("url", "")).startswith(("http://", "https://"))
+            and isinstance(answer.get("filename"), str)
+            and answer.get("content_type") == PNG
+            and answer.get("bytes") == len(png)
+            and isinstance(answer.get("created_at"), int)
+        )
+        shown = {k: answer.get(k) for k in ("content_type", "bytes")} if response.status_code == 200 else None
+        self.r.check(
+            "upload.image",
+            "POST /v1/uploads/images (multipart file) answers {url, filename, content_type, bytes, created_at}",
+            ok,
+            f"{response.status_code}, {shown if shown is not None else error_shape(response)}",
+        )
+        self._upload_sniffing(png)
+        self._upload_size_limit()
+
+    def _upload_sniffing(self, png: bytes) -> None:
+        """The accepted upload again, its part declared ``application/octet-stream`` (as Go clients send it)."""
+        rule = "open.upload_sniffing"
+        doc = "uploads page: content_type is the type detected from the bytes; Go clients declare octet-stream"
+        response = self.t.upload(png, "application/octet-stream", "contract-check.png")
+        answer = _json(response)
+        if response.status_code == 200 and isinstance(answer, dict):
+            content_type = answer.get("content_type")
+            if content_type == PNG:
+                self.r.add(rule, doc, f"sniffed: accepted, content_type {PNG} (read from the file)", INFO)
+            else:
+                self.r.add(rule, doc, f"accepted, but content_type {content_type!r} is not the bytes' ({PNG})", FAIL)
+        elif response.status_code in (400, 415):
+            param = error_param(response)
+            self.r.add(rule, doc, f"declared type trusted: {response.status_code}, param {param!r}", INFO)
+        else:
+            self.r.add(rule, doc, f"neither reading: {response.status_code}, {error_shape(response)}", FAIL)
+
+    def _upload_size_limit(self) -> None:
+        """A real PNG of 21 MiB, declared image/png: only its size can be refused."""
+        rule = "open.upload_size_limit"
+        doc = "uploads page: at most 20 MB, 413 beyond"
+        big = padded_png(OVERSIZE_UPLOAD)
+        try:
+            response = self.t.upload(big, PNG, "contract-check-21mib.png")
+        except httpx.TransportError as exc:
+            self.r.add(rule, doc, f"no answer: {type(exc).__name__} (a server may drop a body it will not take)", INFO)
+            return
+        answer = _json(response)
+        if response.status_code == 413:
+            self.r.add(rule, doc, f"limit holds: 21 MiB refused with 413, {error_shape(response)}", INFO)
+        elif response.status_code == 200 and isinstance(answer, dict) and answer.get("bytes") == len(big):
+            self.r.add(rule, doc, "no 20 MB limit: 21 MiB accepted", INFO)
+        elif response.status_code == 400:
+            self.r.add(rule, doc, f"limit holds, with 400 rather than 413: {error_shape(response)}", INFO)
+        else:
+            self.r.add(rule, doc, f"neither reading: {response.status_code}, {error_shape(response)}", FAIL)
+
+    # -- paid ----------------------------------------------------------------------------------
 
     def lifecycle(self, batch: int) -> None:
         rule = f"lifecycle.batch{batch}"
-        self.log(f"== lifecycle, batch_size {batch} (paid)")
-        try:
-            response = self.t.paid_submit(VIDEO, self.cheap(batch_size=batch), PRICE_480, batch)
-        except BudgetExhausted as exc:
-            self.r.add(rule, f"a batch of {batch} reaches SUCCESS with {batch} video_urls", f"skipped: {exc}", SKIP)
-            return
+        response = self.t.paid_submit(VIDEO, self.cheap(batch_size=batch), PRICE_480, batch)
         task_id = self._accepted(f"{rule}.submit", response)
         if task_id is None:
             return
-        states = self.t.poll_until_final(task_id)
+        if batch == 1:
+            self.readings.controls["start-frame body"] = rule
+        followed = self.t.follow(task_id)
+        states = followed.states
         self._lifecycle_checks(rule, batch, states)
+        mj_state = None
         if states[-1].status == "SUCCESS":
             self.done_task = task_id
             self._downloads(rule, states[-1].urls)
-            mj = self.t.get(f"/v1/midjourney/{task_id}")
+            mj = self.t.get(f"{MIDJOURNEY}{task_id}")
             mj_state = read_task(mj.json()) if mj.status_code == 200 else None
             self.r.check(
                 f"{rule}.midjourney_view",
@@ -173,28 +274,33 @@ class Suite:
                 f"{mj.status_code}, {mj_state.dialect if mj_state else '-'}, "
                 f"{len(mj_state.urls) if mj_state else 0} url(s)",
             )
+        precise = mj_state.seconds if mj_state is not None else None
+        self.readings.note_task(followed, kind="videos", expected=batch, on_tasks_route=True, seconds=precise)
+
+    def _follow_video(self, task_id: str, clips: int, path: str = TASKS) -> Followed:
+        followed = self.t.follow(task_id, path)
+        self.readings.note_task(followed, kind="videos", expected=clips, on_tasks_route=path == TASKS)
+        return followed
 
     def _accepted(self, rule: str, response: httpx.Response) -> str | None:
-        body: Any = None
-        with contextlib.suppress(ValueError):
-            body = response.json()
+        body = _json(response)
         task_id = None
         if isinstance(body, dict) and isinstance(body.get("data"), list) and body["data"]:
             first = body["data"][0]
             if isinstance(first, dict):
                 task_id = first.get("task_id")
-        ok = response.status_code == 200 and body.get("code") == 200 and isinstance(task_id, str)
+        ok = response.status_code == 200 and isinstance(body, dict) and body.get("code") == 200
+        ok = ok and isinstance(task_id, str)
         self.r.check(
             rule,
             'submission answers {"code": 200, "data": [{"status": "submitted", "task_id": …}]}',
             ok,
             f"{response.status_code}, {response.text[:120]}",
         )
-        return task_id if ok else None
+        return task_id if ok and isinstance(task_id, str) else None
 
     def _lifecycle_checks(self, rule: str, batch: int, states: list[TaskState]) -> None:
         final = states[-1]
-        self.dialects.add(final.dialect)
         statuses = [s.status for s in states]
         self.r.check(
             f"{rule}.success", "the task reaches SUCCESS", final.status == "SUCCESS", " → ".join(_dedupe(statuses))
@@ -240,97 +346,144 @@ class Suite:
             "; ".join(problems) or f"{len(urls)} MP4 file(s) downloaded",
         )
 
-    def reuse(self) -> None:
-        rule = "reuse"
-        self.log("== reuse of an imagine task (paid)")
-        prompt = "contract check: a red fox in the snow"
-        try:
-            response = self.t.paid_submit(IMAGINE, {"prompt": prompt, "speed": "relax"}, PRICE_IMAGINE, 1)
-        except BudgetExhausted as exc:
-            self.r.add(rule, "an imagine task in SUCCESS can be animated by task_id + index", f"skipped: {exc}", SKIP)
-            return
-        parent = self._accepted(f"{rule}.imagine_submit", response)
+    def imagine_parent(self) -> None:
+        """The imagine task that ``reuse.video`` animates and the task_id / index refusals name."""
+        response = self.t.paid_submit(IMAGINE, {"prompt": PARENT_PROMPT, "speed": "relax"}, PRICE_IMAGINE, 1)
+        parent = self._accepted("reuse.imagine_submit", response)
         if parent is None:
             return
-        final = self.t.poll_until_final(parent, "/v1/midjourney/")[-1]
+        final = self.t.follow(parent, MIDJOURNEY).final
         ok = self.r.check(
-            f"{rule}.imagine_success",
+            "reuse.imagine_success",
             "imagine reaches SUCCESS with grid_image_url and four image_urls",
             final.status == "SUCCESS" and len(final.urls) == 4 and bool(final.raw.get("grid_image_url")),
             f"{final.status}, {len(final.urls)} image(s)",
         )
         if not ok:
             return
-        try:
-            child = self.t.paid_submit(VIDEO, {"task_id": parent, "index": 1, "motion": "low"}, PRICE_480, 1)
-        except BudgetExhausted as exc:
-            self.r.add(f"{rule}.video", "task_id + index animates the imagine image", f"skipped: {exc}", SKIP)
+        self.parent = parent
+        unified = self.t.get(f"{TASKS}{parent}")  # free: how /v1/tasks/{id} writes the four images
+        if unified.status_code == 200:
+            state = read_task(unified.json())
+            self.readings.note_task(Followed([state], 0.0), kind="images", expected=4, on_tasks_route=True)
+
+    def reuse_video(self) -> None:
+        rule = "reuse.video"
+        if self.parent is None:
+            self.r.add(rule, "task_id + index animates the imagine image", "not sent: no imagine task in SUCCESS", SKIP)
             return
-        child_id = self._accepted(f"{rule}.video_submit", child)
-        if child_id is None:
+        response = self.t.paid_submit(VIDEO, self.from_task(), PRICE_480, 1)
+        child = self._accepted(f"{rule}_submit", response)
+        if child is None:
             return
-        done = self.t.poll_until_final(child_id, "/v1/midjourney/")[-1]
+        self.readings.controls["task body"] = rule
+        done = self._follow_video(child, 1, MIDJOURNEY).final
         self.r.check(
-            f"{rule}.video_success",
+            f"{rule}_success",
             "a video from task_id + index reaches SUCCESS with one clip",
             done.status == "SUCCESS" and len(done.urls) == 1,
             f"{done.status}, {len(done.urls)} url(s)",
         )
         self.r.check(
-            f"{rule}.prompt_inherited",
+            "reuse.prompt_inherited",
             "an empty prompt is inherited from the parent task",
-            done.raw.get("prompt") == prompt,
+            done.raw.get("prompt") == PARENT_PROMPT,
             f"prompt {done.raw.get('prompt')!r}",
         )
 
     # -- open points ------------------------------------------------------------------------------
 
     def batch_size_policy(self) -> None:
-        rule = "open.batch_size_policy"
-        doc = "table: other values treated as 1; notes: strictly validated as 1/2/4"
-        try:
-            response = self.t.paid_submit(VIDEO, self.cheap(batch_size=3), PRICE_480, 1)
-        except BudgetExhausted as exc:
-            self.r.add(rule, doc, f"not probed: {exc}", SKIP)
-            return
+        rule, doc = "open.batch_size_policy", BATCH_SIZE_DOC
+        response = self.t.paid_submit(VIDEO, self.cheap(batch_size=3), PRICE_480, 1)
         if response.status_code == 400:
-            self.r.add(rule, doc, "strict: batch_size 3 refused with 400", INFO)
+            self.readings.note_error(rule, response, ("batch_size",))
+            self.readings.batch_size_policy = "strict"
+            param = error_param(response)
+            self.r.add(rule, doc, f"strict: batch_size 3 refused with 400, param {param!r}", INFO)
             return
         task_id = self._accepted(f"{rule}.submit", response)
         if task_id is None:
             self.r.add(rule, doc, f"neither reading: {response.status_code}", FAIL)
             return
-        final = self.t.poll_until_final(task_id)[-1]
-        self.r.add(rule, doc, f"coerce: batch_size 3 accepted, {len(final.urls)} clip(s) made", INFO)
+        clips = len(self._follow_video(task_id, 1).final.urls)
+        if clips == 1:
+            self.readings.batch_size_policy = "coerce"
+            self.r.add(rule, doc, "coerce: batch_size 3 accepted, 1 clip made", INFO)
+        else:
+            self.r.add(rule, doc, f"neither reading: batch_size 3 accepted, {clips} clip(s) made", FAIL)
 
     def open_points(self) -> None:
-        self.log("== open points of the documentation")
-        dialect = ", ".join(sorted(self.dialects)) or "not seen (no paid task ran)"
-        readings = {"mj": "the video page's Midjourney-style body", "unified": "the tasks page's envelope"}
-        self.r.add(
-            "open.task_view_dialect",
-            "the video page shows the Midjourney-style body at /v1/tasks/{id}; the tasks page an envelope",
-            "; ".join(readings.get(d, d) for d in sorted(self.dialects)) or dialect,
-            INFO if self.dialects else SKIP,
-        )
-        self.r.add(
-            "open.error_body",
-            "the 400 body is not shown on the video page; client scripts read {error: {…}} or {success: false}",
-            "; ".join(sorted(self.error_shapes)) or "no refusal seen",
-            INFO,
-        )
+        for rule, doc, observed, verdict in self.readings.rows():
+            self.r.add(rule, doc, observed, verdict)
         self._other_account()
 
     def _other_account(self) -> None:
         rule = "open.other_account_task"
         doc = "another account's task → 403 (tasks page)"
-        other = self.other_token or ("contract-other-account" if self.t.fake else None)
-        if self.done_task is None or other is None:
+        if self.done_task is None or self.other_token is None:
             why = "no finished task to ask about" if self.done_task is None else "give --other-token to probe it"
             self.r.add(rule, doc, f"not probed: {why}", SKIP)
             return
-        response = self.t.get(f"/v1/tasks/{self.done_task}", token=other)
+        response = self.t.get(f"{TASKS}{self.done_task}", token=self.other_token)
         self.r.add(rule, doc, f"{response.status_code}", INFO if response.status_code in (403, 404) else FAIL)
+
+
+BATCH_SIZE_DOC = "table: other values treated as 1; notes: strictly validated as 1/2/4"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One step of the run. A paid step says what it spends; when the budget cannot cover it, the
+    runner writes ``rule`` as skipped, saying ``doc``."""
+
+    title: str
+    run: Callable[[Suite], None]
+    tasks: int = 0
+    price_key: str = ""
+    units: int = 0
+    rule: str = ""
+    doc: str = ""
+
+
+def _lifecycle(batch: int) -> Check:
+    return Check(
+        f"lifecycle, batch_size {batch}",
+        lambda suite: suite.lifecycle(batch),
+        tasks=1,
+        price_key=PRICE_480,
+        units=batch,
+        rule=f"lifecycle.batch{batch}",
+        doc=f"a batch of {batch} reaches SUCCESS with {batch} video_urls",
+    )
+
+
+# The run, in order: the plan, the budget announcement and the order of paid tasks all come from here.
+CHECKS: list[Check] = [
+    Check("documented refusals (free)", Suite.refusals),
+    Check("uploads (free)", Suite.uploads),
+    _lifecycle(1),
+    Check("reuse: imagine task", Suite.imagine_parent, 1, PRICE_IMAGINE, 1, "reuse",
+          "an imagine task in SUCCESS can be animated by task_id + index"),
+    Check("reuse: video from task_id + index", Suite.reuse_video, 1, PRICE_480, 1, "reuse.video",
+          "task_id + index animates the imagine image"),
+    Check("refusals naming the imagine task (free)", Suite.parent_refusals),
+    _lifecycle(2),
+    _lifecycle(4),
+    Check("open point: batch_size 3 (strict or coerce)", Suite.batch_size_policy, 1, PRICE_480, 1,
+          "open.batch_size_policy", BATCH_SIZE_DOC),
+    Check("open points of the documentation", Suite.open_points),
+]  # fmt: skip
+
+
+def paid_plan() -> list[Check]:
+    return [check for check in CHECKS if check.tasks]
+
+
+def _json(response: httpx.Response) -> Any:
+    with contextlib.suppress(ValueError):
+        return response.json()
+    return None
 
 
 def _dedupe(values: list[Any]) -> list[Any]:
@@ -341,4 +494,4 @@ def _dedupe(values: list[Any]) -> list[Any]:
     return out
 
 
-__all__ = ["DEFAULT_FRAME", "FAIL", "INFO", "PASS", "SKIP", "Suite", "error_shape", "tiny_png"]
+__all__ = ["CHECKS", "DEFAULT_FRAME", "Check", "Suite", "paid_plan"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import subprocess
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+import contract
 from contract import Report, run_contract
 from contract.report import FAIL, INFO, SKIP
+from contract.suite import paid_plan
 from mockserver import Settings, create_app
 from mockserver.testing.process import ServerProcess
 from mockserver.testing.transport import SyncASGITransport
@@ -39,10 +42,44 @@ def test_fake_passes_in_process() -> None:
     verdicts = {f.rule: f.verdict for f in report.findings}
     for rule in ("lifecycle.batch1.video_urls_length", "lifecycle.batch4.video_urls_length", "reuse.prompt_inherited"):
         assert verdicts[rule] == "PASS"
-    assert verdicts["open.batch_size_policy"] == INFO
-    assert verdicts["open.task_view_dialect"] == INFO
+    for rule in ("refuse.index_above_3", "refuse.frame_and_task", "refuse.oversize_frame", "upload.image"):
+        assert verdicts[rule] == "PASS"
+    for rule in ("open.batch_size_policy", "open.task_view_dialect", "open.upload_sniffing", "refuse.isolation"):
+        assert verdicts[rule] == INFO
     assert any(rule.startswith("schemathesis POST /v1/midjourney/generations/video") for rule in verdicts)
     assert "passed, 0 failed" in output
+
+
+CALIBRATIONS = [
+    # the Midjourney-style body: nothing to say of the envelope's URLs
+    {"task_dialect": "mj", "batch_size_policy": "coerce", "task_seconds": 0.0},
+    {"task_dialect": "unified", "unified_url_shape": "string", "unified_video_items": "single",
+     "batch_size_policy": "strict", "task_seconds": 0.3},
+    {"task_dialect": "unified", "unified_url_shape": "list", "unified_video_items": "per-clip",
+     "batch_size_policy": "coerce", "task_seconds": 0.0},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("settings", CALIBRATIONS, ids=lambda s: "-".join(str(v) for v in s.values()))
+def test_calibration_reproduces_the_settings(tmp_path: Path, settings: dict[str, object]) -> None:
+    """The calibration written against a fake with non-default settings names exactly those settings."""
+    unobservable = {"unified_url_shape": "string"} if settings["task_dialect"] == "mj" else {}
+    path = tmp_path / "calibration.yaml"
+    report, output = check(fake(**settings, **unobservable), schemathesis=False, calibration_path=path)
+    assert report.failed == [], [f"{f.rule}: {f.observed}" for f in report.failed]
+    assert Settings.file_values(path) == settings
+    assert f"calibration written to {path}" in output
+    served = Settings().replace(**Settings.file_values(path)).validated()  # what `serve --config` would run
+    assert {name: getattr(served, name) for name in settings} == settings
+
+
+def test_calibration_keeps_to_what_was_observed(tmp_path: Path) -> None:
+    """Without paid tasks nothing about tasks is observed, and nothing is written but the file's comment."""
+    app, _ = live_like()
+    path = tmp_path / "calibration.yaml"
+    check(app, schemathesis=False, calibration_path=path)
+    assert Settings.file_values(path) == {}
+    assert path.read_text().startswith("# mockserver settings observed")
 
 
 def test_open_points_report_the_reading() -> None:
@@ -97,9 +134,13 @@ def test_live_target_spends_nothing_by_default() -> None:
     assert store.tasks() == []  # type: ignore[attr-defined]
     assert report.failed == []
     skipped = {f.rule for f in report.findings if f.verdict == SKIP}
-    assert {"lifecycle.batch1", "reuse", "open.batch_size_policy"} <= skipped
+    assert {"lifecycle.batch1", "reuse", "open.batch_size_policy", "refuse.isolation"} <= skipped
+    # Probes about task_id / index need a real imagine task: without one they would prove nothing.
+    assert {"refuse.frame_and_task", "refuse.index_above_3", "refuse.auto_without_index"} <= skipped
     assert "about to use 0 paid task(s)" in output
-    assert "skipped for the budget: lifecycle, batch_size 1" in output
+    assert [line.split(": ", 1)[1] for line in output.splitlines() if "skipped for the budget" in line] == [
+        check.title for check in paid_plan()
+    ]
 
 
 def test_budget_is_a_hard_cap() -> None:
@@ -107,19 +148,17 @@ def test_budget_is_a_hard_cap() -> None:
     report, output = check(app, max_paid_tasks=2, schemathesis=False)
     assert len(store.tasks()) == 2  # type: ignore[attr-defined]
     assert report.paid_tasks == 2
-    assert "about to use 2 paid task(s): 1 × midjourney@video, 1 × midjourney@imagine-relax" in output
+    assert "about to use 2 paid task(s): 1 × midjourney@video, 1 × midjourney@imagine" in output
 
 
-def test_accepted_refusal_counts_and_stops_submissions(monkeypatch: pytest.MonkeyPatch) -> None:
-    from .broken import frame_and_task_accepted
-
-    frame_and_task_accepted(monkeypatch)
-    app, store = live_like()
+def test_accepted_refusal_counts_and_stops_submissions() -> None:
+    app = create_app(Settings(task_seconds=0, control=False, max_frame_bytes=64 * 1024 * 1024))
+    store = app.state.fake.store  # frames are never measured: the oversize one is accepted
     report, _ = check(app, schemathesis=False)
-    assert len(store.tasks()) == 1  # type: ignore[attr-defined]  # one mistaken acceptance, then nothing more
+    assert len(store.tasks()) == 1  # one mistaken acceptance, then nothing more
     assert report.paid_tasks == 1
-    assert report.verdict_of("refuse.frame_and_task") == FAIL
-    assert report.verdict_of("refuse.two_images") == SKIP
+    assert report.verdict_of("refuse.oversize_frame") == FAIL
+    assert report.verdict_of("refuse.malformed_json") == SKIP
 
 
 def test_token_is_never_printed_or_written(tmp_path: Path) -> None:
@@ -133,21 +172,31 @@ def test_token_is_never_printed_or_written(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["counts"]["FAIL"] == 0
 
 
+def test_contract_never_imports_mockserver() -> None:
+    for source in Path(contract.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            assert not any(n.split(".")[0] == "mockserver" for n in names), f"{source.name} imports {names}"
+
+
 # -- the command line against a real server -------------------------------------------------------
 
 
 @pytest.mark.e2e
 def test_command_line_against_the_server(tmp_path: Path) -> None:
-    report = tmp_path / "report.json"
-    with ServerProcess(["--task-seconds", "0"]) as server:
+    report, calibration = tmp_path / "report.json", tmp_path / "calibration.yaml"
+    with ServerProcess(["--task-seconds", "0", "--batch-size-policy", "coerce"]) as server:
         result = subprocess.run(
             [sys.executable, "-m", "contract", "--base-url", server.base_url, "--max-paid-tasks", "20",
-             "--report", str(report), "--examples", "10"],
+             "--report", str(report), "--examples", "10", "--write-calibration", str(calibration)],
             capture_output=True, text=True, timeout=300, env={"APIMART_TOKEN": "t", "PATH": ""},
         )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "rule" in result.stdout and "documentation says" in result.stdout
     assert json.loads(report.read_text())["counts"]["FAIL"] == 0
+    assert Settings.file_values(calibration)["batch_size_policy"] == "coerce"
 
 
 def test_command_line_needs_a_token() -> None:
