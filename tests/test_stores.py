@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import threading
+import time
+from pathlib import Path
+from typing import Any, cast
 
+import pytest
+
+from mockserver import Settings, VirtualClock
+from mockserver.core import ledger, lifecycle
+from mockserver.core.errors import ApiError
 from mockserver.core.faults import Fault, FaultRule
 from mockserver.core.records import TaskRecord, UploadRecord
+from mockserver.service import Fake
+from mockserver.store import Overdraft, Store
+from mockserver.store.memory import MemoryStore
+from mockserver.store.redis import RedisStore
+from mockserver.store.sqlite import SQLiteStore
 
 from .conftest import MakeStore
+
+PRICE = 8.0  # a charged task in these tests: 2 × 8 = 16
 
 
 def task(task_id: str, account: str = "acct_a", **changes: object) -> TaskRecord:
@@ -53,9 +70,8 @@ def test_update_task_is_atomic(make_store: MakeStore) -> None:
 def test_eviction_forgets_old_tasks_and_their_keys(make_store: MakeStore) -> None:
     store = make_store()
     for n in range(6):
-        store.put_task(task(f"task_{n}", created_at=float(n)))
-    store.claim_idempotency_key("acct_a", "old", "task_1")
-    store.claim_idempotency_key("acct_a", "new", "task_5")
+        key = {1: "old", 5: "new"}.get(n)
+        assert store.put_task_once(task(f"task_{n}", created_at=float(n)), key) == f"task_{n}"
     assert store.evict_tasks(created_before=3.0) == 3
     assert [t.id for t in store.tasks()] == ["task_3", "task_4", "task_5"]
     assert store.get_task("task_0") is None
@@ -64,13 +80,128 @@ def test_eviction_forgets_old_tasks_and_their_keys(make_store: MakeStore) -> Non
     assert store.evict_tasks(created_before=3.0) == 0
 
 
-def test_idempotency_first_claim_wins(make_store: MakeStore) -> None:
+def test_put_task_once_binds_the_key_and_stores_the_task_together(make_store: MakeStore) -> None:
     store = make_store()
     assert store.idempotent_task("acct_a", "k") is None
-    assert store.claim_idempotency_key("acct_a", "k", "task_1") == "task_1"
-    assert store.claim_idempotency_key("acct_a", "k", "task_2") == "task_1"
-    assert store.claim_idempotency_key("acct_b", "k", "task_3") == "task_3"
+    assert store.put_task_once(task("task_1", unit_price=PRICE), "k") == "task_1"
+    assert store.put_task_once(task("task_2", unit_price=PRICE), "k") == "task_1"  # the earlier one; nothing stored
+    assert store.get_task("task_2") is None
+    assert store.put_task_once(task("task_3", "acct_b"), "k") == "task_3"  # keys are per account
     assert store.idempotent_task("acct_a", "k") == "task_1"
+    assert store.get_task("task_1") == task("task_1", unit_price=PRICE)
+    assert store.put_task_once(task("task_1", unit_price=PRICE), None) == "task_1"  # stored already: not again
+    assert store.put_task_once(task("task_4"), None) == "task_4"
+    assert [t.id for t in store.tasks()] == ["task_1", "task_3", "task_4"]
+    assert store.spending("acct_a", 100.0).charged == 16.0  # task_1 once, task_2 never
+
+
+def twin(store: Store) -> Store:
+    """A second connection to the same state, as another worker has (the memory store is one process)."""
+    if isinstance(store, SQLiteStore):
+        return SQLiteStore(store.path)
+    if isinstance(store, RedisStore):
+        return RedisStore(store.url, prefix=store.p)
+    return store
+
+
+def race(store: Store, count: int, submit: Any) -> list[Any]:
+    """``submit(view, n)`` from ``count`` threads released at once, over four connections."""
+    views = [store, twin(store), twin(store), twin(store)]
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(n: int) -> None:
+        barrier.wait(timeout=30)
+        results[n] = submit(views[n % len(views)], n)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+def test_one_key_raced_over_several_connections_stores_one_task(make_store: MakeStore) -> None:
+    store = make_store()
+    results = race(store, 16, lambda view, n: view.put_task_once(task(f"task_{n}", unit_price=PRICE), "same"))
+    assert len(set(results)) == 1
+    assert [t.id for t in store.tasks()] == results[:1]
+    assert store.idempotent_task("acct_a", "same") == results[0]
+    assert store.spending("acct_a", 100.0).charged == 16.0
+
+
+def test_balance_check_and_charge_are_one_step(make_store: MakeStore) -> None:
+    """32 racing submissions of 16 against a balance of 20: exactly one is stored and charged."""
+    store = make_store()
+    results = race(store, 32, lambda view, n: view.put_task_once(task(f"task_{n}", unit_price=PRICE), None, 20.0))
+    accepted = [r for r in results if isinstance(r, str)]
+    assert len(accepted) == 1, results
+    assert {r.left for r in results if isinstance(r, Overdraft)} == {4.0}
+    assert [t.id for t in store.tasks()] == accepted
+    assert store.spending("acct_a", 100.0) == (16.0, 0.0)
+
+
+def assert_totals_agree(store: Store, now: float, account: str = "acct_a") -> None:
+    derived = ledger.summary(store.tasks(), now, {}, None)["accounts"].get(account, {"charged": 0.0, "refunded": 0.0})
+    running = store.spending(account, now)
+    assert running.charged == pytest.approx(derived["charged"]), f"at {now}"
+    assert running.refunded == pytest.approx(derived["refunded"]), f"at {now}"
+
+
+def test_running_totals_follow_the_ledger(make_store: MakeStore) -> None:
+    """Charges when stored; a refund when the lifecycle ends in FAILURE (at the end of its time, or at
+    the poll that settles a poll-count task); eviction, replacement and reset take them out again."""
+    store = make_store()
+    stored = [
+        task("ok", created_at=0.0, unit_price=PRICE),
+        task("fails", created_at=1.0, unit_price=PRICE, outcome="failure"),  # refunded at 9
+        task("by_polls", created_at=2.0, unit_price=PRICE, outcome="failure", finish_after_polls=2),
+        task("never", created_at=3.0, unit_price=PRICE, outcome="never"),
+        task("free", created_at=4.0, outcome="failure"),
+        task("other", "acct_b", created_at=4.0, unit_price=PRICE, outcome="failure", duration=0.0),
+    ]
+    for record in stored:
+        assert store.put_task_once(record, None) == record.id
+    for now in (5.0, 8.999, 9.0, 20.0):
+        assert_totals_agree(store, now)
+    assert_totals_agree(store, 4.0, "acct_b")
+    assert store.spending("acct_a", 20.0) == (64.0, 16.0)
+    # the balance check counts the refund due by the new task's creation: 64 - 16 spent of 64
+    assert store.put_task_once(task("late", created_at=10.0, unit_price=PRICE), None, 64.0) == "late"
+    assert store.put_task_once(task("later", created_at=10.0, unit_price=PRICE), None, 64.0) == Overdraft(0.0)
+    for at in (11.0, 12.0):  # the second poll settles it: refunded from then on
+        store.update_task("by_polls", lambda r, at=at: lifecycle.counted_poll(r, at))  # type: ignore[misc]
+    assert store.get_task("by_polls").settled_at == 12.0  # type: ignore[union-attr]
+    for now in (12.0, 30.0):  # (clocks only move forward: nobody asks about 11.5 after the poll at 12)
+        assert_totals_agree(store, now)
+    assert store.spending("acct_a", 30.0) == (80.0, 32.0)
+    never = store.get_task("never")
+    assert never is not None
+    store.put_task(dataclasses.replace(never, quantity=3))
+    assert_totals_agree(store, 30.0)
+    assert store.evict_tasks(created_before=2.5) == 3  # ok, fails (refund moved), by_polls (refund moved)
+    assert_totals_agree(store, 30.0)
+    assert store.spending("acct_a", 30.0) == (40.0, 0.0)
+    store.reset("acct_a")
+    assert store.spending("acct_a", 30.0) == (0.0, 0.0)
+    assert store.put_task_once(task("again", created_at=31.0, unit_price=PRICE), None, 16.0) == "again"
+    assert_totals_agree(store, 4.0, "acct_b")
+
+
+@pytest.mark.parametrize("outcome", ["success", "failure", "cancel", "never"])
+@pytest.mark.parametrize("mode", ["time", "polls", "not_start"])
+def test_refund_due_is_when_the_ledger_shows_the_refund(outcome: str, mode: str) -> None:
+    record = task("t", created_at=100.0, unit_price=PRICE, outcome=outcome, duration=10.0)
+    if mode == "polls":
+        record = dataclasses.replace(record, finish_after_polls=1, polls=1, settled_at=105.0)
+    if mode == "not_start":
+        record = dataclasses.replace(record, params={"not_start_seconds": 5.0})
+    due = ledger.refund_due(record)
+    start = record.settled_at or record.created_at  # a settled record is read after the poll that settled it
+    for now in [start + step / 4 for step in range(0, 100)]:
+        refunded = any(e.kind == "refund" for e in ledger.entries([record], now))
+        assert refunded == (due is not None and now >= due), (now, due)
 
 
 def test_uploads(make_store: MakeStore) -> None:
@@ -127,9 +258,8 @@ def test_balances_and_clock(make_store: MakeStore) -> None:
 
 def test_reset_one_account_or_all(make_store: MakeStore) -> None:
     store = make_store()
-    store.put_task(task("task_a", "acct_a"))
+    store.put_task_once(task("task_a", "acct_a", unit_price=PRICE), "k")
     store.put_task(task("task_b", "acct_b"))
-    store.claim_idempotency_key("acct_a", "k", "task_a")
     store.append_journal({"account": "acct_a"})
     store.append_journal({"account": "acct_b"})
     store.set_balance("acct_a", 1.0)
@@ -138,9 +268,87 @@ def test_reset_one_account_or_all(make_store: MakeStore) -> None:
     store.reset("acct_a")
     assert [t.id for t in store.tasks()] == ["task_b"]
     assert store.idempotent_task("acct_a", "k") is None
+    assert store.spending("acct_a", 10.0) == (0.0, 0.0)
     assert [e["account"] for e in store.journal()] == ["acct_b"]
     assert store.balances() == {}
     assert len(store.fault_rules()) == 1
     store.reset()
     assert store.tasks() == [] and store.fault_rules() == [] and store.journal() == []
     assert store.clock_state() == (5.0, None)  # the clock only moves forward: a reset keeps it
+
+
+# -- a submission with a balance set reads running totals, never the account's history -------------
+
+BODY = {"prompt": "p", "image_urls": ["https://example.com/a.png"], "batch_size": 2}
+
+
+class NoHistory:
+    """A store that fails the test when anything lists tasks: a submission must not need to."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def tasks(self, account: str | None = None) -> list[TaskRecord]:
+        raise AssertionError("a submission listed the account's tasks")
+
+
+def submit(fake: Fake, count: int = 1) -> list[str]:
+    async def run() -> list[str]:
+        return [(await fake.submit("video", "acct_a", dict(BODY))).task_id for _ in range(count)]
+
+    return asyncio.run(run())
+
+
+def test_a_submission_checks_the_balance_without_reading_the_history(make_store: MakeStore) -> None:
+    store = make_store()
+    fake = Fake.open(Settings(task_seconds=10.0), clock=VirtualClock(), store=cast(Store, NoHistory(store)))
+    charge = store.get_task(submit(fake)[0]).charge  # type: ignore[union-attr]
+    assert charge > 0
+    store.set_balance("acct_a", 2.5 * charge)
+    submit(fake)
+    with pytest.raises(ApiError) as refused:
+        submit(fake)
+    assert refused.value.status == 402
+    assert refused.value.message.endswith(f", {0.5 * charge:g} left")
+    assert len(store.tasks("acct_a")) == 2
+
+
+def full_store(kind: str, tmp_path: Path, tasks: int) -> Store:
+    """A store holding ``tasks`` tasks of acct_a (one in ten failed and refunded), filled in bulk."""
+    records = [
+        task(f"old_{n:06d}", created_at=1_767_225_000.0, unit_price=PRICE, outcome="failure" if n % 10 else "success")
+        for n in range(tasks)
+    ]
+    if kind == "sqlite":
+        store = SQLiteStore(tmp_path / f"{tasks}.db")
+        with store._write() as db:  # one transaction, not 100 000
+            for record in records:
+                store._insert(db, record)
+                store._book(db, record)
+        return store
+    memory = MemoryStore()
+    for record in records:
+        memory.put_task(record)
+    return memory
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_submit_throughput_with_a_balance_does_not_depend_on_the_history(kind: str, tmp_path: Path) -> None:
+    """100 000 tasks in the account: submissions against a balance go as fast as on an empty store
+    (within 10 %; the best of interleaved rounds, so that a busy machine slows both alike)."""
+    fakes = {}
+    for size in (0, 100_000):
+        store = full_store(kind, tmp_path, size)
+        store.set_balance("acct_a", 1e12)
+        fakes[size] = Fake.open(Settings(task_seconds=10.0), clock=VirtualClock(), store=store)
+        submit(fakes[size], 20)  # warm up (the full store moves its due refunds once, here)
+    best = {0: 0.0, 100_000: 0.0}
+    for _ in range(7):
+        for size, fake in fakes.items():
+            started = time.perf_counter()
+            submit(fake, 150)
+            best[size] = max(best[size], 150 / (time.perf_counter() - started))
+    assert best[100_000] >= 0.9 * best[0], f"{best[100_000]:.0f}/s with 100 000 tasks, {best[0]:.0f}/s empty"

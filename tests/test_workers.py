@@ -1,4 +1,5 @@
-"""Several workers and restarts with a shared store; no acknowledged task is lost when a worker dies."""
+"""Several workers and restarts with a shared store; no acknowledged task is lost when a worker dies;
+submissions racing on two workers never overdraw a balance, and the running totals stay the ledger's."""
 
 from __future__ import annotations
 
@@ -6,11 +7,19 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from mockserver.core.accounts import account_id
+from mockserver.store import Store
+from mockserver.store.redis import RedisStore
+from mockserver.store.sqlite import SQLiteStore
 from mockserver.testing.process import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -24,9 +33,59 @@ def fresh(base: str) -> httpx.Client:
     return httpx.Client(base_url=base, headers={**AUTH, "Connection": "close"}, timeout=10)
 
 
-def worker_pids(base: str, asks: int = 60) -> set[int]:
-    with fresh(base) as client:
-        return {client.get("/__mock__/health").json()["pid"] for _ in range(asks)}
+T = TypeVar("T")
+
+
+def pid_of(client: httpx.Client) -> int:
+    pid: int = client.get("/__mock__/health").json()["pid"]
+    return pid
+
+
+def at_once(clients: list[httpx.Client], call: Callable[[httpx.Client], T]) -> list[T]:
+    """``call(client)`` for every client from its own thread, all released together."""
+    barrier = threading.Barrier(len(clients))
+
+    def run(client: httpx.Client) -> T:
+        barrier.wait(timeout=30)
+        return call(client)
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        return list(pool.map(run, clients))
+
+
+@contextmanager
+def pinned_clients(
+    base: str, per_worker: int, workers: int = 2, within: float = 30.0
+) -> Iterator[list[list[httpx.Client]]]:
+    """``per_worker`` keep-alive clients answered by each of the ``workers`` processes, each client on one
+    connection of its own. Which worker accepts a connection is the kernel's choice, so new connections are
+    opened, eight at once (while a worker is busy answering, the next is accepted by another), until every
+    worker has its share: within ``within`` seconds, or the test fails saying what it saw. Use them at once:
+    a connection idle for uvicorn's keep-alive timeout (5 s) is closed, and its client reconnects anywhere."""
+    found: dict[int, list[httpx.Client]] = {}
+    spare: list[httpx.Client] = []
+    deadline = time.monotonic() + within
+    try:
+        while len(found) < workers or min(len(c) for c in found.values()) < per_worker:
+            assert time.monotonic() < deadline, f"in {within} s, connections reached workers {sorted(found)} only"
+            batch = [
+                httpx.Client(base_url=base, headers=AUTH, timeout=10, limits=httpx.Limits(max_connections=1))
+                for _ in range(8)
+            ]
+            for client, pid in zip(batch, at_once(batch, pid_of), strict=True):
+                (found.setdefault(pid, []) if len(found.get(pid, [])) < per_worker else spare).append(client)
+        assert len(found) == workers, f"more workers than expected: {sorted(found)}"
+        yield list(found.values())
+    finally:
+        for client in [c for clients in found.values() for c in clients] + spare:
+            client.close()
+
+
+def still_pinned(groups: list[list[httpx.Client]]) -> bool:
+    """Every client is still on the worker it was pinned to (its connection was kept)."""
+    return all(len({pid_of(c) for c in group}) == 1 for group in groups) and len({pid_of(g[0]) for g in groups}) == len(
+        groups
+    )
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -37,18 +96,112 @@ def shared_state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/state.db"
 
 
+def open_shared(state: str) -> Store:
+    """The store the server keeps its state in, as a third process sees it."""
+    if state.startswith("redis"):
+        return RedisStore(state)
+    return SQLiteStore(state.removeprefix("sqlite:///"))
+
+
 def test_tasks_and_clock_are_shared_by_workers(shared_state: str) -> None:
-    with ServerProcess(["--workers", "2", "--state", shared_state, "--task-seconds", "30"]) as server:
-        assert len(worker_pids(server.base_url)) == 2, "two workers answer"
-        with fresh(server.base_url) as client:
-            ids = [client.post(VIDEO, json=BODY).json()["data"][0]["task_id"] for _ in range(20)]
-            assert all(client.get(f"/v1/tasks/{i}").status_code == 200 for i in ids)
-            client.post("/__mock__/clock", json={"freeze": True})
-            client.post("/__mock__/clock", json={"advance": 31})
-            nows = {client.get("/__mock__/clock").json()["now"] for _ in range(10)}
-            assert len(nows) == 1, "every worker reads the same (frozen) clock"
-            assert {client.get(f"/v1/tasks/{i}").json()["status"] for i in ids} == {"SUCCESS"}
-            assert len(client.get("/__mock__/tasks").json()["tasks"]) >= 20
+    with (
+        ServerProcess(["--workers", "2", "--state", shared_state, "--task-seconds", "30"]) as server,
+        pinned_clients(server.base_url, 1) as groups,
+    ):
+        a, b = (group[0] for group in groups)  # two workers answer, each on its own connection
+        a.post("/__mock__/reset")
+        ids_a = [a.post(VIDEO, json=BODY).json()["data"][0]["task_id"] for _ in range(10)]
+        ids_b = [b.post(VIDEO, json=BODY).json()["data"][0]["task_id"] for _ in range(10)]
+        assert all(b.get(f"/v1/tasks/{i}").status_code == 200 for i in ids_a), "b sees a's tasks"
+        assert all(a.get(f"/v1/tasks/{i}").status_code == 200 for i in ids_b), "a sees b's tasks"
+        a.post("/__mock__/clock", json={"freeze": True})
+        b.post("/__mock__/clock", json={"advance": 31})
+        nows = {client.get("/__mock__/clock").json()["now"] for client in (a, b, a, b)}
+        assert len(nows) == 1, "every worker reads the same (frozen) clock"
+        assert {client.get(f"/v1/midjourney/{i}").json()["status"] for client in (a, b) for i in ids_a + ids_b} == {
+            "SUCCESS"
+        }
+        assert len(b.get("/__mock__/tasks").json()["tasks"]) == 20
+        assert still_pinned(groups)
+        a.post("/__mock__/reset")  # the clock too: the next test on this Redis starts from the wall clock
+
+
+ROUNDS = 20
+
+
+def test_racing_submissions_on_two_workers_never_overdraw(shared_state: str) -> None:
+    """Each round, 32 submissions (16 on each worker's connections) race against a balance that
+    allows exactly one: exactly one is accepted, 31 get 402, and one task is charged."""
+    with (
+        ServerProcess(["--workers", "2", "--state", shared_state, "--task-seconds", "30"]) as server,
+        pinned_clients(server.base_url, 16) as groups,
+    ):
+        clients = [client for group in groups for client in group]
+        control = clients[0]
+        control.post("/__mock__/reset")
+        probe = {"Authorization": "Bearer race-probe"}
+        assert control.post(VIDEO, json=BODY, headers=probe).status_code == 200
+        charge = control.get("/__mock__/ledger", params={"token": "race-probe"}).json()["total_spent"]
+        assert charge > 0
+        for n in range(ROUNDS):
+            token = f"race-{n}"
+            control.post("/__mock__/balances", json={"token": token, "balance": 1.5 * charge})
+
+            def submit(client: httpx.Client, token: str = token) -> int:
+                return client.post(VIDEO, json=BODY, headers={"Authorization": f"Bearer {token}"}).status_code
+
+            statuses = at_once(clients, submit)
+            assert sorted(statuses) == [200] + [402] * 31, f"round {n}: {statuses}"
+            account = control.get("/__mock__/ledger", params={"token": token}).json()["accounts"][account_id(token)]
+            assert (account["tasks"], account["spent"]) == (1, charge), f"round {n}"
+        assert still_pinned(groups), "both workers took part in every round"
+
+
+def test_running_totals_agree_with_the_ledger_across_workers(shared_state: str) -> None:
+    """Concurrent submissions on two workers (some failing, so refunded; some repeating an idempotency
+    key from both workers at once): the store's running totals equal the ledger's sums, and the balance
+    check spends exactly what the ledger says is left."""
+    token = "totals"
+    account = account_id(token)
+    headers = {"Authorization": f"Bearer {token}"}
+    with (
+        ServerProcess(["--workers", "2", "--state", shared_state, "--task-seconds", "0"]) as server,
+        pinned_clients(server.base_url, 8) as groups,
+    ):
+        clients = [client for group in groups for client in group]
+        control = clients[0]
+        control.post("/__mock__/reset")
+        control.post("/__mock__/balances", json={"token": token, "balance": 1e9})
+
+        def submit(client: httpx.Client) -> list[int]:
+            n = clients.index(client)
+            statuses = []
+            for k in range(6):
+                extra: dict[str, Any] = {}
+                if k % 3 == 1:
+                    extra["X-Mock-Scenario"] = "fail"
+                if k == 5:
+                    extra["Idempotency-Key"] = f"key-{n % 4}"  # the same key from four clients, both workers
+                statuses.append(client.post(VIDEO, json=BODY, headers={**headers, **extra}).status_code)
+            return statuses
+
+        statuses = [s for batch in at_once(clients, submit) for s in batch]
+        assert set(statuses) <= {200, 409}, statuses  # 409: the same key still in flight on that worker
+        assert still_pinned(groups)
+        now = control.get("/__mock__/clock").json()["now"]
+        derived = control.get("/__mock__/ledger", params={"token": token}).json()["accounts"][account]
+        tasks = control.get("/__mock__/tasks", params={"token": token}).json()["total"]
+        assert derived["tasks"] == tasks == 16 * 5 + 4, "one task per key"
+        assert derived["refunded"] > 0
+        running = open_shared(shared_state).spending(account, now)
+        assert running.charged == pytest.approx(derived["charged"])
+        assert running.refunded == pytest.approx(derived["refunded"])
+        charge = derived["charged"] / tasks
+        control.post("/__mock__/balances", json={"token": token, "balance": derived["spent"] + 1.5 * charge})
+        assert [c.post(VIDEO, json=BODY, headers=headers).status_code for c in (groups[0][0], groups[1][0])] == [
+            200,
+            402,
+        ]
 
 
 def test_tasks_survive_a_restart(tmp_path: Path) -> None:
@@ -57,7 +210,7 @@ def test_tasks_survive_a_restart(tmp_path: Path) -> None:
         task_id = client.post(VIDEO, json=BODY).json()["data"][0]["task_id"]
         key = client.post(VIDEO, json=BODY, headers={"Idempotency-Key": "k"}).json()
     with ServerProcess(["--state", state, "--task-seconds", "0"]) as server, fresh(server.base_url) as client:
-        task = client.get(f"/v1/tasks/{task_id}").json()
+        task = client.get(f"/v1/midjourney/{task_id}").json()
         assert (task["status"], len(task["video_urls"])) == ("SUCCESS", 2)
         replay = client.post(VIDEO, json=BODY, headers={"Idempotency-Key": "k"})
         assert replay.json() == key and replay.headers["idempotency-replayed"] == "true"
@@ -85,7 +238,8 @@ def test_kill_a_worker_mid_load_loses_no_acknowledged_task(tmp_path: Path) -> No
         for t in threads:
             t.start()
         time.sleep(1.0)
-        victim = next(iter(worker_pids(server.base_url, 20)))
+        with pinned_clients(server.base_url, 1) as groups:
+            victim = pid_of(groups[0][0])
         os.kill(victim, signal.SIGKILL)
         time.sleep(1.5)
         stop.set()

@@ -1,22 +1,89 @@
 """The ``Store`` protocol: everything the fake keeps goes through these methods.
 
 Tasks, idempotency keys and uploads; the request journal (a bounded ring);
-fault rules; rate-limit windows; account balances. Implementations must make
-``update_task``, ``claim_idempotency_key``, ``fire_fault_rule`` and ``hit`` atomic.
+fault rules; rate-limit windows; account balances and what each account spent.
+Implementations must make ``put_task_once``, ``update_task``, ``fire_fault_rule``
+and ``hit`` atomic (one transaction, one Lua script, or under one lock).
+
+**Failures.** A store that cannot answer (down, frozen, read-only, full, locked)
+raises ``core.errors.StoreUnavailable`` (503 with ``Retry-After``) within its
+timeout, never the driver's own error (see ``guard.Guard``).
+
+**Running totals: what an account spent, in O(1) per submission.** The ledger
+(``core.ledger``) derives charges and refunds from the task records: a task is
+charged unit price × quantity when it is accepted, and refunded from the moment
+its lifecycle ends in FAILURE (``ledger.refund_due``). Summing that over an
+account's history on every submission is O(n), and reading it outside the write
+lets racing submissions overdraw a balance. So each store also keeps, per account,
+updated in the same transaction as the task itself:
+
+- ``charged``: the charges of the account's stored tasks;
+- ``refunded``: the refunds already moved out of the queue below;
+- a queue of pending refunds (task id, amount, due time), ordered by due time. A
+  task that will fail queues its refund when it is stored (due at the end of its
+  lifecycle); a poll-count task queues it when the poll that settles it is counted
+  (``update_task``), since only then is its end known.
+
+``put_task_once(record, key, limit)`` first moves the refunds due by the record's
+``created_at`` from the queue into ``refunded`` (each refund is moved once: O(1)
+amortised per submission, O(log n) for the ordered queue), then refuses with
+``Overdraft(left)`` when ``charge > limit - (charged - refunded)``, else stores the
+task, binds the key and adds the charge, all at once. Evicting or replacing a task
+takes its charge and its refund (queued or moved) out again, and a reset clears the
+account's totals with its tasks, so ``spending(account, now)`` always equals what
+``ledger.summary`` derives from the stored tasks at ``now``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 from ..core.faults import FaultRule
+from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
+
+EPSILON = 1e-9  # a charge equal to what is left (give or take rounding) is allowed
+
+
+@dataclass(frozen=True)
+class Overdraft:
+    """``put_task_once`` refused: the charge is more than the account has left (``limit - spent``)."""
+
+    left: float
+
+
+class Spending(NamedTuple):
+    """An account's running totals at some time: charges of its stored tasks, refunds visible by then."""
+
+    charged: float
+    refunded: float
+
+    @property
+    def spent(self) -> float:
+        return self.charged - self.refunded
+
+
+def booking(record: TaskRecord) -> tuple[str, float, float | None]:
+    """What the running totals hold of a task: its account, its charge, when its refund is due.
+    A change that keeps these (a counted poll) leaves the totals alone."""
+    return record.account, record.charge, refund_due(record)
 
 
 class Store(Protocol):
     # tasks
-    def put_task(self, record: TaskRecord) -> None: ...
+    def put_task_once(self, record: TaskRecord, key: str | None, limit: float | None = None) -> str | Overdraft:
+        """Store a new task and bind the idempotency ``key`` (if any) to it, in one atomic step;
+        return the task id the key is bound to. When the key is bound already, or the task is stored
+        already, nothing changes and the earlier id is returned. With a ``limit`` (the account's
+        balance), a task whose charge is more than ``limit`` minus what the account has spent is
+        refused: ``Overdraft(left)``, nothing stored."""
+        ...
+
+    def put_task(self, record: TaskRecord) -> None:
+        """Store or replace a task (no key, no balance check); the running totals follow."""
+        ...
 
     def get_task(self, task_id: str) -> TaskRecord | None: ...
 
@@ -28,17 +95,19 @@ class Store(Protocol):
         """Forget tasks created before this time (and their idempotency keys); return how many."""
         ...
 
-    # idempotency
-    def claim_idempotency_key(self, account: str, key: str, task_id: str) -> str:
-        """Bind ``key`` to ``task_id`` unless it is bound already; return the bound task id."""
-        ...
-
+    # idempotency (keys are bound by ``put_task_once`` only: never to a task that is not stored)
     def idempotent_task(self, account: str, key: str) -> str | None: ...
 
     # uploads
     def put_upload(self, upload: UploadRecord) -> None: ...
 
     def get_upload(self, upload_id: str) -> UploadRecord | None: ...
+
+    def upload_records(self) -> list[UploadRecord]:
+        """Every upload's metadata (``data`` left empty), oldest first: for quotas and expiry."""
+        ...
+
+    def delete_upload(self, upload_id: str) -> bool: ...
 
     # journal
     def append_journal(self, entry: dict[str, Any]) -> int:
@@ -68,9 +137,21 @@ class Store(Protocol):
 
     def balances(self) -> dict[str, float | None]: ...
 
+    def spending(self, account: str, now: float) -> Spending:
+        """The account's running totals at ``now`` (refunds due by then count as refunded)."""
+        ...
+
     # the clock's offset, shared by every worker (``clock.ShiftedClock``)
-    def clock_state(self) -> tuple[float, float | None]: ...
+    def clock_state(self) -> tuple[float, float | None]:
+        """(offset, frozen_at). When the store cannot answer: the last state it read, so that the
+        clock keeps running and a request can still be timed and refused with a 503."""
+        ...
 
     def set_clock_state(self, offset: float, frozen_at: float | None) -> None: ...
 
     def reset(self, account: str | None = None) -> None: ...
+
+    # health
+    def ping(self) -> None:
+        """Return when the store can read and write; raise ``StoreUnavailable`` saying why not."""
+        ...

@@ -10,6 +10,8 @@ to walk them, so a store of a million tasks adds no pauses.
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
 import json
 import threading
 from collections import deque
@@ -18,12 +20,16 @@ from typing import Any
 
 from ..core.faults import FaultRule
 from ..core.jsonio import dumps
+from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
+from .base import EPSILON, Overdraft, Spending, booking
 
 
 class MemoryStore:
-    def __init__(self, journal_size: int = 10_000) -> None:
+    def __init__(self, journal_size: int = 10_000, journal_max_bytes: int | None = None) -> None:
         self._journal: deque[tuple[int, str]] = deque(maxlen=journal_size)
+        self._journal_max_bytes = journal_max_bytes  # None: bounded by entries only
+        self._journal_bytes = 0  # the characters of every kept entry's text
         self._seq = 0  # never reset: journal cursors (`since`) stay valid across resets
         self._lock = threading.Lock()
         self._clock: tuple[float, float | None] = (0.0, None)
@@ -31,8 +37,15 @@ class MemoryStore:
 
     def _clear(self) -> None:
         self._journal.clear()
+        self._journal_bytes = 0
         self._tasks: dict[str, tuple[Any, ...]] = {}
         self._keys: dict[tuple[str, str], str] = {}
+        self._key_of: dict[str, tuple[str, str]] = {}  # task id -> the key bound to it
+        # running totals (base.py): account -> [charged, refunded]; queued refunds by task id,
+        # (account, due, amount); per account a heap of (due, task id), stale entries skipped
+        self._spend: dict[str, list[float]] = {}
+        self._refunds: dict[str, tuple[str, float, float]] = {}
+        self._due: dict[str, list[tuple[float, str]]] = {}
         self._uploads: dict[str, UploadRecord] = {}
         self._rules: dict[str, FaultRule] = {}
         self._fired: dict[str, int] = {}
@@ -41,8 +54,70 @@ class MemoryStore:
 
     # tasks
 
+    def put_task_once(self, record: TaskRecord, key: str | None, limit: float | None = None) -> str | Overdraft:
+        with self._lock:
+            if key is not None:
+                bound = self._keys.get((record.account, key))
+                if bound is not None:
+                    return bound
+            if record.id in self._tasks:
+                return record.id
+            if record.charge:
+                charged, refunded = self._settle(record.account, record.created_at)
+                left = None if limit is None else limit - (charged - refunded)
+                if left is not None and record.charge > left + EPSILON:
+                    return Overdraft(left)
+            self._tasks[record.id] = record.pack()
+            self._book(record)
+            if key is not None:
+                self._keys[(record.account, key)] = record.id
+                self._key_of[record.id] = (record.account, key)
+            return record.id
+
     def put_task(self, record: TaskRecord) -> None:
-        self._tasks[record.id] = record.pack()
+        with self._lock:
+            old = self._tasks.get(record.id)
+            self._tasks[record.id] = record.pack()
+            self._rebook(TaskRecord.unpack(old) if old is not None else None, record)
+
+    # running totals (under the lock)
+
+    def _book(self, record: TaskRecord) -> None:
+        if not record.charge:
+            return
+        self._spend.setdefault(record.account, [0.0, 0.0])[0] += record.charge
+        due = refund_due(record)
+        if due is not None:
+            self._refunds[record.id] = (record.account, due, record.charge)
+            heapq.heappush(self._due.setdefault(record.account, []), (due, record.id))
+
+    def _unbook(self, record: TaskRecord) -> None:
+        if not record.charge:
+            return
+        spend = self._spend.setdefault(record.account, [0.0, 0.0])
+        spend[0] -= record.charge
+        if self._refunds.pop(record.id, None) is None and refund_due(record) is not None:
+            spend[1] -= record.charge  # its refund was moved already
+
+    def _rebook(self, old: TaskRecord | None, new: TaskRecord | None) -> None:
+        if old is not None and new is not None and booking(old) == booking(new):
+            return
+        if old is not None:
+            self._unbook(old)
+        if new is not None:
+            self._book(new)
+
+    def _settle(self, account: str, now: float) -> list[float]:
+        """Move the account's refunds due by ``now`` out of the queue; its [charged, refunded]."""
+        spend = self._spend.setdefault(account, [0.0, 0.0])
+        heap = self._due.get(account)
+        while heap and heap[0][0] <= now:
+            due, task_id = heapq.heappop(heap)
+            queued = self._refunds.get(task_id)
+            if queued is not None and queued[1] == due:
+                del self._refunds[task_id]
+                spend[1] += queued[2]
+        return spend
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         packed = self._tasks.get(task_id)
@@ -56,6 +131,7 @@ class MemoryStore:
             updated = change(record)
             if updated is not record:
                 self._tasks[task_id] = updated.pack()
+                self._rebook(record, updated)
             return updated
 
     def tasks(self, account: str | None = None) -> list[TaskRecord]:
@@ -69,17 +145,13 @@ class MemoryStore:
                     break
                 old.append(task_id)
             for task_id in old:
-                del self._tasks[task_id]
-            if old:
-                gone = set(old)
-                self._keys = {k: v for k, v in self._keys.items() if v not in gone}
+                self._unbook(TaskRecord.unpack(self._tasks.pop(task_id)))
+                key = self._key_of.pop(task_id, None)
+                if key is not None:
+                    self._keys.pop(key, None)
             return len(old)
 
     # idempotency
-
-    def claim_idempotency_key(self, account: str, key: str, task_id: str) -> str:
-        with self._lock:
-            return self._keys.setdefault((account, key), task_id)
 
     def idempotent_task(self, account: str, key: str) -> str | None:
         return self._keys.get((account, key))
@@ -92,13 +164,26 @@ class MemoryStore:
     def get_upload(self, upload_id: str) -> UploadRecord | None:
         return self._uploads.get(upload_id)
 
+    def upload_records(self) -> list[UploadRecord]:
+        return [dataclasses.replace(u, data=b"") for u in list(self._uploads.values())]
+
+    def delete_upload(self, upload_id: str) -> bool:
+        with self._lock:
+            return self._uploads.pop(upload_id, None) is not None
+
     # journal
 
     def append_journal(self, entry: dict[str, Any]) -> int:
         text = dumps(entry).decode()
         with self._lock:
             self._seq += 1
+            if len(self._journal) == self._journal.maxlen:
+                self._journal_bytes -= len(self._journal.popleft()[1])
             self._journal.append((self._seq, text))
+            self._journal_bytes += len(text)
+            limit = self._journal_max_bytes
+            while limit is not None and self._journal_bytes > limit and len(self._journal) > 1:
+                self._journal_bytes -= len(self._journal.popleft()[1])  # oldest first, as the ring does
             return self._seq
 
     def journal(self, since: int = 0) -> list[dict[str, Any]]:
@@ -145,6 +230,16 @@ class MemoryStore:
     def balances(self) -> dict[str, float | None]:
         return dict(self._balances)
 
+    def spending(self, account: str, now: float) -> Spending:
+        with self._lock:
+            charged, refunded = self._spend.get(account, (0.0, 0.0))
+            due = {task_id for at, task_id in self._due.get(account, ()) if at <= now}
+            for task_id in due:
+                queued = self._refunds.get(task_id)
+                if queued is not None and queued[1] <= now:
+                    refunded += queued[2]
+            return Spending(charged, refunded)
+
     # the clock
 
     def clock_state(self) -> tuple[float, float | None]:
@@ -159,8 +254,16 @@ class MemoryStore:
             return
         self._tasks = {k: v for k, v in self._tasks.items() if v[1] != account}
         self._keys = {k: v for k, v in self._keys.items() if k[0] != account}
+        self._key_of = {k: v for k, v in self._key_of.items() if v[0] != account}
+        self._refunds = {k: v for k, v in self._refunds.items() if v[0] != account}
+        self._spend.pop(account, None)
+        self._due.pop(account, None)
         self._uploads = {k: v for k, v in self._uploads.items() if v.account != account}
         kept = [(seq, text) for seq, text in self._journal if json.loads(text).get("account") != account]
         self._journal = deque(kept, maxlen=self._journal.maxlen)
+        self._journal_bytes = sum(len(text) for _, text in kept)
         self._windows.pop(account, None)
         self._balances.pop(account, None)
+
+    def ping(self) -> None:
+        return None

@@ -1,19 +1,35 @@
 """A store in Redis: shared by instances on several hosts behind a load balancer.
 
 Every read-modify-write is one Redis command or one Lua script, so it is
-atomic across instances. Keys live under one prefix (``mockserver:``).
+atomic across instances: storing a task with its idempotency key, its charge
+and the balance check (``PUT_ONCE``); replacing, updating or evicting a task
+with its running totals (``SWAP``, a compare-and-set on the task's JSON). Keys
+live under one prefix (``mockserver:``).
+
+Every call is bounded by ``timeout`` (socket and connect timeouts; a broken
+connection is retried once at once, a timeout never), and every ``Store``
+method goes through ``guard.Guard``: a Redis that is down, frozen or refusing
+writes raises ``StoreUnavailable``; after a call that waited out the timeout
+(a frozen Redis), the calls of the next second are answered without asking.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from ..core.errors import StoreUnavailable
 from ..core.faults import FaultRule
+from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
+from .base import Overdraft, Spending, Store, booking
+from .guard import Guard
 
 FIRE_RULE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -29,50 +45,185 @@ redis.call('RPUSH', KEYS[1], cjson.encode({seq, ARGV[1]}))
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 return seq
 """
+# KEYS: tasks, task_order, idempotency, idem_of, charged, refunded, refunds:<account>
+# ARGV: id, task JSON, key field or '', account, charge, limit or '', now, refund due or '', refund member
+# A refund member is "<amount>|<task id>", scored by its due time.
+PUT_ONCE = """
+if ARGV[3] ~= '' then
+  local bound = redis.call('HGET', KEYS[3], ARGV[3])
+  if bound then return {'bound', bound} end
+end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {'bound', ARGV[1]} end
+local charge = tonumber(ARGV[5])
+if charge ~= 0 then
+  local due = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', ARGV[7])
+  if #due > 0 then
+    local total = 0
+    for _, member in ipairs(due) do total = total + tonumber(string.match(member, '^[^|]+')) end
+    redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', ARGV[7])
+    redis.call('HINCRBYFLOAT', KEYS[6], ARGV[4], string.format('%.17g', total))
+  end
+  if ARGV[6] ~= '' then
+    local spent = tonumber(redis.call('HGET', KEYS[5], ARGV[4]) or '0')
+      - tonumber(redis.call('HGET', KEYS[6], ARGV[4]) or '0')
+    local left = tonumber(ARGV[6]) - spent
+    if charge > left + 1e-9 then return {'overdraft', string.format('%.17g', left)} end
+  end
+  redis.call('HINCRBYFLOAT', KEYS[5], ARGV[4], ARGV[5])
+  if ARGV[8] ~= '' then redis.call('ZADD', KEYS[7], ARGV[8], ARGV[9]) end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
+end
+return {'stored', ARGV[1]}
+"""
+# KEYS: tasks, task_order, idempotency, idem_of, charged, refunded, refunds:<old account>, refunds:<new account>
+# ARGV: id, expected JSON ('' = absent), new JSON ('' = delete), old account, -old charge or '' (no unbooking),
+#       old refund member or '', new account, new charge or '' (no booking), new refund due or '', new member
+SWAP = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if (current or '') ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then
+  if current then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    redis.call('LREM', KEYS[2], 1, ARGV[1])
+    local field = redis.call('HGET', KEYS[4], ARGV[1])
+    if field then
+      redis.call('HDEL', KEYS[3], field)
+      redis.call('HDEL', KEYS[4], ARGV[1])
+    end
+  end
+else
+  if not current then redis.call('RPUSH', KEYS[2], ARGV[1]) end
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+end
+if ARGV[5] ~= '' then
+  redis.call('HINCRBYFLOAT', KEYS[5], ARGV[4], ARGV[5])
+  if ARGV[6] ~= '' and redis.call('ZREM', KEYS[7], ARGV[6]) == 0 then
+    redis.call('HINCRBYFLOAT', KEYS[6], ARGV[4], ARGV[5])
+  end
+end
+if ARGV[8] ~= '' then
+  redis.call('HINCRBYFLOAT', KEYS[5], ARGV[7], ARGV[8])
+  if ARGV[9] ~= '' then redis.call('ZADD', KEYS[8], ARGV[9], ARGV[10]) end
+end
+return 1
+"""
+UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+)
+
+
+def _member(record: TaskRecord) -> str:
+    """A queued refund: its amount and its task, so that the queue alone sums what is due."""
+    return f"{record.charge!r}|{record.id}"
 
 
 class RedisStore:
-    def __init__(self, url: str, journal_size: int = 10_000, prefix: str = "mockserver:") -> None:
+    """Every method of the ``Store`` protocol runs inside ``self._guard`` (wrapped below the class)."""
+
+    def __init__(self, url: str, journal_size: int = 10_000, prefix: str = "mockserver:", timeout: float = 2.0) -> None:
         # redis-py types its answers as bytes | str whatever the connection says: keep them untyped here
-        self.r: Any = redis.Redis.from_url(url)
+        self.r: Any = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        )
+        self.url = url
         self.p = prefix
         self.journal_size = journal_size
+        self._guard = Guard("redis", UNAVAILABLE)
+        self._last_clock: tuple[float, float | None] = (0.0, None)
         self._fire = self.r.register_script(FIRE_RULE)
         self._append = self.r.register_script(APPEND_JOURNAL)
+        self._put_once = self.r.register_script(PUT_ONCE)
+        self._swap_script = self.r.register_script(SWAP)
 
     def k(self, name: str) -> str:
         return self.p + name
 
+    def ping(self) -> None:
+        self.r.ping()
+
     # tasks
 
+    def put_task_once(self, record: TaskRecord, key: str | None, limit: float | None = None) -> str | Overdraft:
+        due = refund_due(record)
+        keys = [*self._task_keys(), self.k(f"refunds:{record.account}")]
+        args = [
+            record.id,
+            json.dumps(record.to_dict()),
+            "" if key is None else f"{record.account}|{key}",
+            record.account,
+            repr(record.charge),
+            "" if limit is None else repr(float(limit)),
+            repr(record.created_at),
+            "" if due is None else repr(due),
+            _member(record),
+        ]
+        status, value = self._put_once(keys=keys, args=args)
+        if status == b"overdraft":
+            return Overdraft(float(value))
+        return str(value.decode())
+
     def put_task(self, record: TaskRecord) -> None:
-        pipe = self.r.pipeline()
-        if not self.r.hexists(self.k("tasks"), record.id):
-            pipe.rpush(self.k("task_order"), record.id)
-        pipe.hset(self.k("tasks"), record.id, json.dumps(record.to_dict()))
-        pipe.execute()
+        while True:
+            raw = self.r.hget(self.k("tasks"), record.id)
+            old = TaskRecord.from_dict(json.loads(raw)) if raw is not None else None
+            if self._swap(record.id, raw, old, record):
+                return
+
+    def _task_keys(self) -> list[str]:
+        return [self.k(n) for n in ("tasks", "task_order", "idempotency", "idem_of", "charged", "refunded")]
+
+    def _swap(self, task_id: str, expected: bytes | None, old: TaskRecord | None, new: TaskRecord | None) -> bool:
+        """Replace the task stored as ``expected`` (None: absent) by ``new`` (None: delete it), moving
+        the running totals from ``old`` to ``new``; False when the task changed meanwhile."""
+        rebook = old is None or new is None or booking(old) != booking(new)
+        unbook = rebook and old is not None and bool(old.charge)
+        book = rebook and new is not None and bool(new.charge)
+        new_due = refund_due(new) if new is not None and book else None
+        either = old if old is not None else new
+        assert either is not None
+        keys = [
+            *self._task_keys(),
+            self.k(f"refunds:{either.account}"),
+            self.k(f"refunds:{(new or either).account}"),
+        ]
+        args: list[str | bytes] = [
+            task_id,
+            expected or b"",
+            json.dumps(new.to_dict()) if new is not None else "",
+            old.account if old is not None else "",
+            repr(-old.charge) if unbook and old is not None else "",
+            _member(old) if unbook and old is not None and refund_due(old) is not None else "",
+            new.account if new is not None else "",
+            repr(new.charge) if book and new is not None else "",
+            repr(new_due) if new_due is not None else "",
+            _member(new) if new is not None else "",
+        ]
+        return bool(self._swap_script(keys=keys, args=args))
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         raw = self.r.hget(self.k("tasks"), task_id)
         return TaskRecord.from_dict(json.loads(raw)) if raw else None
 
     def update_task(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord | None:
-        result: list[TaskRecord | None] = [None]
-
-        def attempt(pipe: Any) -> None:
-            raw = pipe.hget(self.k("tasks"), task_id)
+        while True:  # compare-and-set: ``change`` runs again when another worker changed the task first
+            raw = self.r.hget(self.k("tasks"), task_id)
             if raw is None:
-                result[0] = None
-                return
+                return None
             record = TaskRecord.from_dict(json.loads(raw))
             updated = change(record)
-            result[0] = updated
-            pipe.multi()
-            if updated is not record:
-                pipe.hset(self.k("tasks"), task_id, json.dumps(updated.to_dict()))
-
-        self.r.transaction(attempt, self.k("tasks"))
-        return result[0]
+            if updated is record or self._swap(task_id, raw, record, updated):
+                return updated
 
     def tasks(self, account: str | None = None) -> list[TaskRecord]:
         ids = [i.decode() for i in self.r.lrange(self.k("task_order"), 0, -1)]
@@ -83,31 +234,23 @@ class RedisStore:
         return [t for t in records if account is None or t.account == account]
 
     def evict_tasks(self, created_before: float) -> int:
-        evicted: set[bytes] = set()
+        evicted = 0
         while True:
             head = self.r.lindex(self.k("task_order"), 0)
             if head is None:
                 break
             raw = self.r.hget(self.k("tasks"), head)
-            if raw is not None and json.loads(raw)["created_at"] >= created_before:
+            if raw is None:  # listed, never stored (written before PUT_ONCE and SWAP kept both together)
+                self.r.lrem(self.k("task_order"), 1, head)
+                continue
+            record = TaskRecord.from_dict(json.loads(raw))
+            if record.created_at >= created_before:
                 break
-            pipe = self.r.pipeline()
-            pipe.lrem(self.k("task_order"), 1, head)
-            pipe.hdel(self.k("tasks"), head)
-            pipe.execute()
-            evicted.add(head)
-        if evicted:
-            stale = [f for f, task_id in self.r.hgetall(self.k("idempotency")).items() if task_id in evicted]
-            if stale:
-                self.r.hdel(self.k("idempotency"), *stale)
-        return len(evicted)
+            if self._swap(record.id, raw, record, None):  # the task, its key and its totals, at once
+                evicted += 1
+        return evicted
 
     # idempotency
-
-    def claim_idempotency_key(self, account: str, key: str, task_id: str) -> str:
-        field = f"{account}|{key}"
-        self.r.hsetnx(self.k("idempotency"), field, task_id)
-        return str(self.r.hget(self.k("idempotency"), field).decode())
 
     def idempotent_task(self, account: str, key: str) -> str | None:
         raw = self.r.hget(self.k("idempotency"), f"{account}|{key}")
@@ -127,6 +270,16 @@ class RedisStore:
         if not meta[0] or data is None:
             return None
         return UploadRecord(**json.loads(meta[0]), data=bytes(data))
+
+    def upload_records(self) -> list[UploadRecord]:
+        metas = [json.loads(raw) for raw in self.r.hgetall(self.k("uploads")).values()]
+        return sorted((UploadRecord(**m, data=b"") for m in metas), key=lambda u: (u.created_at, u.id))
+
+    def delete_upload(self, upload_id: str) -> bool:
+        pipe = self.r.pipeline()
+        pipe.hdel(self.k("uploads"), upload_id)
+        pipe.hdel(self.k("upload_data"), upload_id)
+        return bool(pipe.execute()[0])
 
     # journal
 
@@ -188,14 +341,29 @@ class RedisStore:
     def balances(self) -> dict[str, float | None]:
         return {k.decode(): json.loads(v) for k, v in self.r.hgetall(self.k("balances")).items()}
 
+    def spending(self, account: str, now: float) -> Spending:
+        pipe = self.r.pipeline()  # MULTI/EXEC: one snapshot
+        pipe.hget(self.k("charged"), account)
+        pipe.hget(self.k("refunded"), account)
+        pipe.zrangebyscore(self.k(f"refunds:{account}"), "-inf", repr(now))
+        charged, refunded, due = pipe.execute()
+        queued = sum(float(member.split(b"|", 1)[0]) for member in due)
+        return Spending(float(charged or 0.0), float(refunded or 0.0) + queued)
+
     # the clock
 
     def clock_state(self) -> tuple[float, float | None]:
-        raw = self.r.get(self.k("clock"))
+        try:
+            with self._guard:
+                raw = self.r.get(self.k("clock"))
+        except StoreUnavailable:
+            return self._last_clock
         if raw is None:
-            return 0.0, None
-        offset, frozen_at = json.loads(raw)
-        return float(offset), frozen_at
+            self._last_clock = (0.0, None)
+        else:
+            offset, frozen_at = json.loads(raw)
+            self._last_clock = (float(offset), frozen_at)
+        return self._last_clock
 
     def set_clock_state(self, offset: float, frozen_at: float | None) -> None:
         self.r.set(self.k("clock"), json.dumps([offset, frozen_at]))
@@ -211,9 +379,13 @@ class RedisStore:
         for record in self.tasks(account):
             self.r.hdel(self.k("tasks"), record.id)
             self.r.lrem(self.k("task_order"), 0, record.id)
-        for field in self.r.hkeys(self.k("idempotency")):
+        for field, task_id in self.r.hgetall(self.k("idempotency")).items():
             if field.decode().startswith(account + "|"):
                 self.r.hdel(self.k("idempotency"), field)
+                self.r.hdel(self.k("idem_of"), task_id)
+        self.r.hdel(self.k("charged"), account)
+        self.r.hdel(self.k("refunded"), account)
+        self.r.delete(self.k(f"refunds:{account}"))
         for upload_id, meta in self.r.hgetall(self.k("uploads")).items():
             if json.loads(meta).get("account") == account:
                 self.r.hdel(self.k("uploads"), upload_id)
@@ -224,3 +396,19 @@ class RedisStore:
         for key in self.r.scan_iter(match=self.k(f"window:{account}:*")):
             self.r.delete(key)
         self.r.hdel(self.k("balances"), account)
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
+        with self._guard:
+            return method(self, *args, **kwargs)
+
+    return call
+
+
+# Every Store method answers StoreUnavailable for a Redis that cannot answer; the clock falls back
+# to its last state instead (it guards itself).
+for _name in [n for n in vars(Store) if not n.startswith("_") and n != "clock_state"]:
+    if callable(getattr(RedisStore, _name, None)):
+        setattr(RedisStore, _name, _guarded(getattr(RedisStore, _name)))
