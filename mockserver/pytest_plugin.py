@@ -9,7 +9,12 @@ setting of ``mockserver serve``) or, indirectly, with a dict parameter.
 client (requests, aiohttp, curl, a subprocess). Its process lives for the
 session by default (ini ``apimart_server_scope = function`` for one per test);
 its state is reset and its clock frozen before every test. Server flags come
-from ini ``apimart_server_args`` (default ``--task-seconds 0``).
+from ini ``apimart_server_args`` (default ``--task-seconds 0``), then from the
+test's ``@pytest.mark.apimart(...)``: a test whose settings differ gets a server
+started with them (one per distinct set of flags, kept for the scope); a setting
+the server cannot take (``base_url=``, an unknown name) fails the test, saying why.
+With ini ``apimart_server_control_token`` the server requires that control token
+and the control object sends it (as it does for ``--control-token`` in the args).
 
 Both yield a ``MockControl``: ``.base_url``, ``.clock``, ``.faults``,
 ``.journal``, ``.ledger``, ``.reset()``, ``.task(id)``.
@@ -33,11 +38,18 @@ if TYPE_CHECKING:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("apimart_server_scope", "scope of the apimart_server process: session (default) or function")
     parser.addini("apimart_server_args", "flags of `mockserver serve` for apimart_server", default="--task-seconds 0")
+    parser.addini(
+        "apimart_server_control_token",
+        "control token apimart_server's server requires and its control object sends (--control-token)",
+        default="",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "apimart(**settings): settings of the apimart_mock fake (base_url=, task_seconds=, …)"
+        "markers",
+        "apimart(**settings): settings of the apimart_mock fake (base_url=, task_seconds=, …) and of "
+        "apimart_server's server (any `mockserver serve` setting; a server per distinct set)",
     )
 
 
@@ -66,21 +78,104 @@ def _server_scope(fixture_name: str, config: pytest.Config) -> Scope:
     raise pytest.UsageError(f"apimart_server_scope must be a pytest scope, not {wanted!r}")
 
 
-@pytest.fixture(scope=_server_scope)
-def apimart_server_process(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[MockControl]:
-    from .testing import RunningServer
+class _ServerPool:
+    """Running servers by their flags: one per set of flags, started on first use."""
 
-    args = shlex.split(str(request.config.getini("apimart_server_args")))
-    log = tmp_path_factory.mktemp("apimart_server") / "server.log"
-    with RunningServer(args, log=log) as control:
-        yield control
+    def __init__(self, config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.config = config
+        self.tmp_path_factory = tmp_path_factory
+        self.base_args = shlex.split(str(config.getini("apimart_server_args")))
+        token = str(config.getini("apimart_server_control_token") or "").strip()
+        if token and "--control-token" not in " ".join(self.base_args):
+            self.base_args += ["--control-token", token]
+        self._servers: dict[tuple[str, ...], tuple[Any, MockControl]] = {}
+
+    def get(self, extra: list[str]) -> MockControl:
+        args = tuple(self.base_args + extra)
+        found = self._servers.get(args)
+        if found is None:
+            from .testing import RunningServer
+
+            log = self.tmp_path_factory.mktemp("apimart_server") / "server.log"
+            server = RunningServer(list(args), log=log)
+            try:
+                control = server.__enter__()
+            except RuntimeError as exc:
+                output = log.read_text(errors="replace") if log.exists() else ""
+                pytest.fail(f"apimart_server could not start with {' '.join(args)}: {exc}\n{output}", pytrace=False)
+            found = self._servers[args] = (server, control)
+        return found[1]
+
+    def close(self) -> None:
+        servers, self._servers = list(self._servers.values()), {}
+        for server, _ in servers:
+            server.__exit__(None, None, None)
+
+
+# Settings apimart_server cannot take from a marker: the fixture chooses them, or they belong to apimart_mock.
+NOT_FOR_SERVER = {
+    "base_url": "base_url= names the host apimart_mock intercepts; apimart_server serves on its own loopback "
+    "port (read apimart_server.base_url)",
+    "host": "apimart_server always listens on 127.0.0.1",
+    "port": "apimart_server picks a free port",
+    "start": "start= sets apimart_mock's virtual clock; move apimart_server's with apimart_server.clock.set()",
+}
+
+
+def marker_flags(kwargs: dict[str, Any]) -> list[str]:
+    """``@pytest.mark.apimart(task_seconds=60)`` as ``mockserver serve`` flags (``--task-seconds 60``);
+    a setting the server does not have, or one it cannot take from a marker, fails the test loudly."""
+    from dataclasses import fields
+
+    from .settings import Settings
+
+    known = {f.name for f in fields(Settings)}
+    flags: list[str] = []
+    for name, value in kwargs.items():
+        if name in NOT_FOR_SERVER:
+            pytest.fail(
+                f"@pytest.mark.apimart({name}=…) cannot apply to apimart_server: {NOT_FOR_SERVER[name]}",
+                pytrace=False,
+            )
+        if name not in known:
+            pytest.fail(
+                f"@pytest.mark.apimart({name}=…): apimart_server has no setting {name!r} "
+                f"(known: {', '.join(sorted(known))})",
+                pytrace=False,
+            )
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + name.replace("_", "-"))
+        elif value is not None:
+            flags += [flag, str(value)]
+    return flags
+
+
+@pytest.fixture(scope=_server_scope)
+def apimart_server_pool(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[_ServerPool]:
+    """The servers ``apimart_server`` hands out, by flags (ini ``apimart_server_args`` plus a test's
+    ``@pytest.mark.apimart(...)`` settings); they live as long as ini ``apimart_server_scope`` says."""
+    pool = _ServerPool(request.config, tmp_path_factory)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope=_server_scope)
+def apimart_server_process(apimart_server_pool: _ServerPool) -> MockControl:
+    """The server with the ini's flags alone."""
+    return apimart_server_pool.get([])
 
 
 @pytest.fixture
-def apimart_server(apimart_server_process: MockControl) -> MockControl:
-    control = apimart_server_process
+def apimart_server(request: pytest.FixtureRequest, apimart_server_pool: _ServerPool) -> MockControl:
+    """A real server with ini ``apimart_server_args`` and this test's ``@pytest.mark.apimart(...)``
+    settings (a server per distinct set of flags, restarted never: cached for the scope), reset
+    and with its clock frozen."""
+    marker = request.node.get_closest_marker("apimart")
+    extra = marker_flags(dict(marker.kwargs)) if marker is not None else []
+    control = apimart_server_pool.get(extra) if extra else request.getfixturevalue("apimart_server_process")
     control.reset()
     control.clock.freeze()
     return control

@@ -107,6 +107,14 @@ class JournalControl:
         params = {k: str(v) for k, v in filters.items() if v is not None}
         return list(_raise_for(self._http.get("/requests", params=params))["requests"])
 
+    def har(self) -> dict[str, Any]:
+        """The journal as a HAR 1.2 document, for browser dev tools and HTTP tooling::
+
+        Path("run.har").write_text(json.dumps(apimart_mock.journal.har()))
+        """
+        result: dict[str, Any] = _raise_for(self._http.get("/requests.har"))
+        return result
+
     def mark(self) -> int:
         """The newest sequence number: pass it as ``since=`` to see only what came after."""
         entries = self.entries(limit=1)
@@ -195,6 +203,14 @@ class MockControl:
         self.faults = FaultControl(http)
         self.journal = JournalControl(http)
         self.ledger = LedgerControl(http)
+
+    @classmethod
+    def connect(cls, base_url: str, *, control_token: str | None = None, timeout: float = 10.0) -> MockControl:
+        """The control object of a fake already running at ``base_url`` (a container, another
+        process), sending ``Authorization: Bearer <control_token>`` when its server requires one."""
+        base = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {control_token}"} if control_token else None
+        return cls(httpx.Client(base_url=base + "/__mock__", timeout=timeout, headers=headers), base)
 
     def reset(self, token: str | None = None) -> None:
         """Forget tasks, uploads, keys, journal, balances (and fault rules when no token is given)."""

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import respx
+from respx.models import AllMockedAssertionError
 
 from ..core.clock import VirtualClock
 from ..settings import Settings
@@ -32,9 +33,43 @@ _IN_ASYNC = contextvars.ContextVar("mockserver_in_async", default=False)
 
 
 class _Router(respx.MockRouter):
-    """respx's router, telling the side effect whether an async client is asking."""
+    """respx's router for the fake's base URL, composed with any other respx router.
+
+    respx asks its active routers in turn; the first to answer (or to pass a request through)
+    wins, and one that does not know a request declines (``AllMockedAssertionError``). This
+    router puts itself first and answers its base URL. For any other URL it steps aside when
+    another router comes after it (``respx_mock``, a ``respx.mock()`` block, another in-process
+    fake, in whatever order they started): that router decides, answering, passing through or
+    refusing as it was told to. Only the last router lets a URL nobody knows go out to the
+    network, and only when it is a fake's: a user's router keeps its own rule for those.
+
+    It also tells the side effect whether an async client is asking.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(assert_all_called=False, assert_all_mocked=True)
+        self.prefix = base_url + "/"
+
+    def start(self) -> None:
+        super().start()
+        routers: list[Any] | None = getattr(self.Mocker, "routers", None)
+        if routers and routers[0] is not self:
+            routers.remove(self)
+            routers.insert(0, self)
+
+    def _step_aside(self, request: httpx.Request) -> None:
+        if str(request.url).startswith(self.prefix):
+            return
+        routers: list[Any] = getattr(self.Mocker, "routers", None) or []
+        if self in routers and routers.index(self) < len(routers) - 1:  # a later router decides
+            raise AllMockedAssertionError(f"RESPX: {request!r} is not for the fake; another router decides")
+
+    def resolve(self, request: httpx.Request) -> Any:
+        self._step_aside(request)
+        return super().resolve(request)
 
     async def aresolve(self, request: httpx.Request) -> Any:
+        self._step_aside(request)
         token = _IN_ASYNC.set(True)
         try:
             return await super().aresolve(request)
@@ -52,11 +87,15 @@ class InProcessFake:
         root_path = urlsplit(self.base_url).path  # a base URL with a path prefix: the app is mounted there
         self._sync = SyncASGITransport(self.app, root_path)
         self._async = AsyncASGITransport(self.app, root_path)
-        self.router = _Router(assert_all_called=False)
-        self.router.route(url__startswith=self.base_url + "/").mock(side_effect=self._handle)
+        self.router = _Router(self.base_url)
+        self.router.route(url__startswith=self.router.prefix).mock(side_effect=self._handle)
         self.router.route().pass_through()
         control_url = CONTROL_HOST + root_path + "/__mock__"
-        self.control = MockControl(httpx.Client(transport=self._sync, base_url=control_url), self.base_url)
+        token = self.app.state.fake.settings.control_token
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self.control = MockControl(
+            httpx.Client(transport=self._sync, base_url=control_url, headers=headers), self.base_url
+        )
 
     def _handle(self, request: httpx.Request) -> Any:
         if _IN_ASYNC.get():
@@ -75,17 +114,41 @@ class InProcessFake:
         self._sync.close()
 
 
-class RunningServer:
-    """The fake under uvicorn on a free loopback port, with its control object."""
+def control_token_of(args: Sequence[str]) -> str | None:
+    """The ``--control-token`` among ``mockserver serve`` flags, if any."""
+    found = None
+    for n, arg in enumerate(args):
+        if arg == "--control-token" and n + 1 < len(args):
+            found = args[n + 1]
+        elif arg.startswith("--control-token="):
+            found = arg.partition("=")[2]
+    return found
 
-    def __init__(self, args: Sequence[str] = ("--task-seconds", "0"), *, log: Path | None = None) -> None:
+
+class RunningServer:
+    """The fake under uvicorn on a free loopback port, with its control object.
+
+    The control object sends the server's control token: ``control_token``, or the one
+    ``--control-token`` gives among ``args``.
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str] = ("--task-seconds", "0"),
+        *,
+        log: Path | None = None,
+        control_token: str | None = None,
+    ) -> None:
+        args = list(args)
+        if control_token is not None and control_token_of(args) is None:
+            args += ["--control-token", control_token]
+        self.control_token = control_token or control_token_of(args)
         self.process = ServerProcess(args, log=log)
         self.control: MockControl | None = None
 
     def __enter__(self) -> MockControl:
         self.process.start()
-        base = self.process.base_url
-        self.control = MockControl(httpx.Client(base_url=base + "/__mock__", timeout=10), base)
+        self.control = MockControl.connect(self.process.base_url, control_token=self.control_token)
         return self.control
 
     def __exit__(
