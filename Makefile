@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: serve test lint typecheck unit bench clean
+.PHONY: serve test lint typecheck unit e2e bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
@@ -25,10 +25,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The fast set while you work (no real servers, browsers or subprocesses, nothing slow): under a minute.
 unit: $(STAMP)
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -m "not e2e and not slow" -q $(ARGS)
 
-test: lint typecheck unit
+# What starts real parts: uvicorn on loopback, redis-server, Chromium, Node.
+e2e: $(STAMP)
+	$(BIN)/pytest -m e2e $(ARGS)
+
+# Everything: lint, types, every test.
+test: lint typecheck
+	$(BIN)/pytest $(ARGS)
 
 # Not part of `make test`: figures for this machine, printed as ratios against a bare endpoint.
 bench: $(STAMP)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .web.app import create_app
 
 __version__ = "0.2.0"
+__distribution__ = "apimart-mockserver"  # read by apimart_mockserver.clash(): this package is ours
 _WHERE = {
     "create_app": "mockserver.web.app",
     "Settings": "mockserver.settings",

@@ -16,6 +16,9 @@ from a benchmark or a unit test as from a route.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import math
 import random
 from collections.abc import MutableMapping
@@ -25,21 +28,33 @@ from typing import Any
 
 from ulid import ULID
 
-from .core import faults, ledger, lifecycle, submission
+from .core import clips, faults, images, ledger, lifecycle, replay, submission
 from .core.accounts import account_id, bearer_token
 from .core.clock import Clock, ShiftedClock
-from .core.errors import AUTHENTICATION, NOT_FOUND, PAYMENT_REQUIRED, PERMISSION, RATE_LIMIT, ApiError, bad_request
+from .core.errors import (
+    APIMART,
+    AUTHENTICATION,
+    CONFLICT,
+    NOT_FOUND,
+    PAYMENT_REQUIRED,
+    PERMISSION,
+    RATE_LIMIT,
+    ApiError,
+    StoreUnavailable,
+    bad_request,
+)
 from .core.faults import Fault, FaultRule
 from .core.media import GRID_PNG, IMAGE_PNGS, clip_file, upload_id_of
-from .core.records import FAILURE_OUTCOME, IMAGINE, NEVER_OUTCOME, VIDEO, TaskRecord, UploadRecord
+from .core.records import CANCEL_OUTCOME, FAILURE_OUTCOME, IMAGINE, NEVER_OUTCOME, VIDEO, TaskRecord, UploadRecord
 from .core.spec import Spec
 from .settings import Settings
-from .store import Store, open_store
+from .store import Overdraft, Store, open_store
 
 __all__ = ["Accepted", "Fake", "MediaFile", "Polled", "Store", "shortened"]
 
 Facts = MutableMapping[str, Any]
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+DIALECT_HEADER = "X-Mock-Dialect"
+DIALECTS = ("unified", "mj")
 MAX_TIMESTAMP = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last second a ULID and a date can both say
 
 
@@ -76,7 +91,9 @@ class Fake:
     ) -> Fake:
         """The fake for these settings: the store their ``state`` URL names (unless one is handed in)
         and a clock that every worker shares through it (unless one is handed in)."""
-        store = store if store is not None else open_store(settings.state, settings.journal_size)
+        if store is None:
+            timeout = settings.store_timeout_seconds
+            store = open_store(settings.state, settings.journal_size, settings.journal_max_bytes, timeout=timeout)
         return cls(settings, store, clock or ShiftedClock(state=store), spec)
 
     def __init__(self, settings: Settings, store: Store, clock: Clock, spec: Spec | None = None) -> None:
@@ -86,6 +103,8 @@ class Fake:
         self.spec = spec or Spec()
         self.prices = ledger.load_prices(settings.price_table, settings.prices)
         self.rng = random.Random(settings.seed)
+        self.accepted_keys = settings.accepted_keys()
+        self._in_flight: set[tuple[str, str]] = set()  # idempotency keys being handled in this process
         self._next_sweep = 0.0
         self.batch_sizes = tuple(self.spec.enum("VideoRequest", "batch_size"))
         self.video_defaults = {
@@ -95,6 +114,8 @@ class Fake:
         # Compile the validators now, not on the first request.
         self.spec.validator("VideoRequest", relax=self.relax)
         self.spec.validator("ImagineRequest")
+        scale = settings.task_seconds if settings.task_seconds != Settings.task_seconds else None  # set, not default
+        self.replay = replay.Replay.load(settings.replay, task_seconds=scale) if settings.replay else None
 
     # -- who is asking ------------------------------------------------------------------
 
@@ -103,8 +124,13 @@ class Fake:
         429 when the account is over its rate limit."""
         token = bearer_token(authorization)
         if token is None:
-            reason = "missing Authorization header" if not authorization else "Authorization must be 'Bearer <token>'"
-            raise ApiError(401, f"{reason}: a bearer token is required", type=AUTHENTICATION, param=None)
+            # Observed live for a missing key: 401 {"error": {"message": "API key is required ...",
+            # "type": "apimart_error"}} (task-api-notes.md, "Errors").
+            reason = "" if not authorization else " (Authorization must be 'Bearer <key>')"
+            raise ApiError(401, f"API key is required{reason}", type=APIMART, param=None)
+        accepted = self.accepted_keys
+        if accepted is not None and token not in accepted:
+            raise ApiError(401, "invalid API key", type=AUTHENTICATION, param=None)
         account = account_id(token)
         if facts is not None:
             facts["account"] = account
@@ -176,12 +202,53 @@ class Fake:
         key = submission.idempotency_key(key)
         schema = "VideoRequest" if endpoint == "video" else "ImagineRequest"
         self.spec.check(schema, body, relax=self.relax if endpoint == "video" else ())
-        if key is not None:
-            earlier = self.store.idempotent_task(account, key)
-            if earlier is not None:
-                await self.apply_fault(header_fault, facts)
-                facts.update(task_id=earlier, replayed=True)
-                return Accepted(earlier, replayed=True, fault=header_fault)
+        if key is None:
+            return await self._submit(endpoint, account, body, None, header_fault, facts)
+        fingerprint = submission.body_fingerprint(endpoint, body)
+        earlier = self.store.idempotent_task(account, key)
+        if earlier is not None:
+            self._same_body(earlier, fingerprint)
+            await self.apply_fault(header_fault, facts)
+            facts.update(task_id=earlier, replayed=True)
+            return Accepted(earlier, replayed=True, fault=header_fault)
+        if (account, key) in self._in_flight and self.settings.idempotency_conflicts:
+            raise ApiError(
+                409,
+                "a request with this Idempotency-Key is still being handled; retry when it has answered",
+                type=CONFLICT,
+                param="Idempotency-Key",
+                code="idempotency_in_progress",
+            )
+        self._in_flight.add((account, key))
+        try:
+            return await self._submit(endpoint, account, body, key, header_fault, facts, fingerprint)
+        finally:
+            self._in_flight.discard((account, key))
+
+    def _same_body(self, task_id: str, fingerprint: str) -> None:
+        """'The same key with a different body → 409 idempotency_key_reused' (task-api-notes.md)."""
+        record = self.store.get_task(task_id)
+        if not self.settings.idempotency_conflicts:
+            return
+        if record is not None and record.params.get("fingerprint", fingerprint) != fingerprint:
+            raise ApiError(
+                409,
+                "this Idempotency-Key was used with a different request body",
+                type=CONFLICT,
+                param="Idempotency-Key",
+                code="idempotency_key_reused",
+            )
+
+    async def _submit(
+        self,
+        endpoint: str,
+        account: str,
+        body: dict[str, Any],
+        key: str | None,
+        header_fault: Fault | None,
+        facts: Facts,
+        fingerprint: str | None = None,
+    ) -> Accepted:
         fault = header_fault or self.choose_fault(None, endpoint, account, body)
         await self.apply_fault(fault, facts)
         if endpoint == "video":
@@ -197,29 +264,32 @@ class Fake:
             record = self.video_record(account, fault, job)
         else:
             record = self.imagine_record(account, fault, body)
+        script = self.replay.match(body, endpoint) if self.replay is not None else None
+        if script is not None:  # a recorded submission (--replay DIR) runs as it was recorded
+            record = script.apply(record)
+        if fingerprint is not None:
+            record = dataclasses.replace(record, params={**record.params, "fingerprint": fingerprint})
         return self._accept(record, key, fault, facts)
 
     def _accept(self, record: TaskRecord, key: str | None, fault: Fault | None, facts: Facts) -> Accepted:
+        """Store the task, bind its key and charge it in one atomic step of the store (the balance
+        checked against the store's running total, never the account's whole history)."""
         self.sweep()
-        self._check_balance(record)
-        if key is not None:
-            winner = self.store.claim_idempotency_key(record.account, key, record.id)
-            if winner != record.id:
-                facts.update(task_id=winner, replayed=True)
-                return Accepted(winner, replayed=True, fault=fault)
-        self.store.put_task(record)
+        limit = self.balance(record.account) if record.charge else None
+        winner = self._check_balance(record, self.store.put_task_once(record, key, limit))
+        if winner != record.id:
+            facts.update(task_id=winner, replayed=True)
+            return Accepted(winner, replayed=True, fault=fault)
         facts["task_id"] = record.id
         return Accepted(record.id, fault=fault)
 
     def balance(self, account: str) -> float | None:
         return self.store.balances().get(account, self.settings.default_balance)
 
-    def _check_balance(self, record: TaskRecord) -> None:
-        balance = self.balance(record.account)
-        if balance is None or record.charge == 0:
-            return
-        left = balance - ledger.spent(self.store.tasks(record.account), self.clock.now())
-        if record.charge > left + 1e-9:
+    def _check_balance(self, record: TaskRecord, stored: str | Overdraft) -> str:
+        """The task id the store bound, or the provider's 402 when the store refused the charge."""
+        if isinstance(stored, Overdraft):
+            left = stored.left
             raise ApiError(
                 402,
                 f"insufficient balance: this task costs {record.charge:g} ({record.price_key} × {record.quantity}), "
@@ -227,9 +297,12 @@ class Fake:
                 type=PAYMENT_REQUIRED,
                 param=None,
             )
+        return stored
 
     def _new_record(self, account: str, fault: Fault | None, **fields: Any) -> TaskRecord:
         outcome = faults.task_outcome(fault) if fault is not None else None
+        if fault is not None and faults.task_params(fault):
+            fields["params"] = {**fields.get("params", {}), **faults.task_params(fault)}
         return TaskRecord(
             id=self.new_id("task"),
             account=account,
@@ -264,8 +337,21 @@ class Fake:
                 "parent_task_id": job.parent_task_id,
                 "index": job.index,
                 "notes": list(job.notes),
+                "aspect": self._aspect(job.image_url),
             },
         )
+
+    def _aspect(self, url: str | None) -> str:
+        """The clip's frame follows the start frame's aspect ratio, where the fake can read the frame
+        (a ``data:`` URL or this server's upload); 16:9 otherwise."""
+        info = None
+        if url is not None and url[:5].lower() == "data:":
+            info = images.from_data_url(url)
+        elif url is not None:
+            upload_id = upload_id_of(url)
+            upload = self.store.get_upload(upload_id) if upload_id else None
+            info = images.sniff(upload.data) if upload is not None else None
+        return clips.nearest_aspect(*info.display_size) if info is not None else clips.DEFAULT_ASPECT
 
     def imagine_record(self, account: str, fault: Fault | None, body: dict[str, Any]) -> TaskRecord:
         speed = body.get("speed") or self.spec.default("ImagineRequest", "speed")
@@ -297,6 +383,26 @@ class Fake:
         upload_id = upload_id_of(url)
         upload = self.store.get_upload(upload_id) if upload_id else None
         return upload.size if upload else None
+
+    def dialect_for(self, authorization: str | None, requested: str | None = None) -> str:
+        """The body ``GET /v1/tasks/{id}`` speaks: the request's ``X-Mock-Dialect``, else the account's
+        own setting (``POST /__mock__/accounts/…``), else the server's ``--task-dialect``."""
+        if requested is not None:
+            value = requested.strip().lower()
+            if value not in DIALECTS:
+                raise bad_request(f"{DIALECT_HEADER} must be unified or mj (got {requested[:40]!r})", DIALECT_HEADER)
+            return value
+        token = bearer_token(authorization)
+        if token is not None:
+            chosen = self.account_settings(account_id(token)).get("task_dialect")
+            if chosen in DIALECTS:
+                return str(chosen)
+        return self.settings.task_dialect
+
+    def account_settings(self, account: str) -> dict[str, Any]:
+        """Settings one account chose for itself (``POST /__mock__/accounts/{token-or-account}``)."""
+        getter = getattr(self.store, "account_settings", None)
+        return dict(getter(account)) if getter is not None else {}
 
     # -- polls --------------------------------------------------------------------------
 
@@ -332,19 +438,24 @@ class Fake:
         fault_header: str | None = None,
         facts: Facts | None = None,
     ) -> UploadRecord:
-        """An uploaded image, kept for ``image_urls`` and ``end_url``."""
+        """An uploaded image, kept for ``image_urls`` and ``end_url`` (uploads page: at most 20 MB,
+        413 beyond; "content_type: detected MIME type", whatever the part declared)."""
         await self.apply_fault(self.choose_fault(fault_header, "upload", account), facts)
-        if content_type not in IMAGE_TYPES:
-            raise bad_request(
-                f"file must be an image ({', '.join(IMAGE_TYPES)}), not {content_type or 'unknown'}", "file"
-            )
+        limit = self.settings.max_upload_bytes
+        if len(data) > limit:
+            raise ApiError(413, f"file is larger than {limit} bytes ({len(data)})", param="file")
         if not data:
             raise bad_request("file is empty", "file")
+        info = images.sniff(data)
+        if info is None:
+            shown = content_type or "unknown"
+            raise bad_request(f"file must be a JPEG, PNG, GIF or WebP image (declared {shown}, not one)", "file")
+        self._make_room_for(account, len(data))
         upload = UploadRecord(
             id=self.new_id("upl"),
             account=account,
             filename=filename,
-            content_type=content_type,
+            content_type=info.mime,
             size=len(data),
             created_at=self.clock.now(),
             data=data,
@@ -352,13 +463,34 @@ class Fake:
         self.store.put_upload(upload)
         return upload
 
+    def _make_room_for(self, account: str, size: int) -> None:
+        """Evict expired uploads, then refuse (413) an upload beyond the account's or the server's byte quota."""
+        expired_before = self.clock.now() - self.settings.upload_ttl_seconds
+        kept = []
+        for upload in self.store.upload_records():
+            if upload.created_at <= expired_before:
+                self.store.delete_upload(upload.id)
+            else:
+                kept.append(upload)
+        mine = sum(u.size for u in kept if u.account == account)
+        if mine + size > self.settings.upload_quota_bytes:
+            raise ApiError(
+                413,
+                f"this account keeps {mine} bytes of uploads; {size} more would pass its quota of "
+                f"{self.settings.upload_quota_bytes} (uploads expire "
+                f"{self.settings.upload_ttl_seconds:g} s after upload)",
+                param="file",
+            )
+        if sum(u.size for u in kept) + size > self.settings.upload_total_bytes:
+            raise ApiError(413, "the server's upload storage is full; retry when older uploads expire", param="file")
+
     # -- media --------------------------------------------------------------------------
 
     def media_file(self, task_id: str, name: str) -> MediaFile:
         """The file a result URL names (404 unknown or not finished, 410 past its lifetime)."""
         record = self.store.get_task(task_id)
         missing = ApiError(404, f"no media at /media/{task_id}/{name}", type=NOT_FOUND, param=None)
-        if record is None or record.outcome in (FAILURE_OUTCOME, NEVER_OUTCOME):
+        if record is None or record.outcome in (FAILURE_OUTCOME, NEVER_OUTCOME, CANCEL_OUTCOME):
             raise missing
         now = self.clock.now()
         view = lifecycle.view(record, now)
@@ -375,13 +507,20 @@ class Fake:
                 return MediaFile("image/png", path=IMAGE_PNGS[number])
             raise missing
         if ext == "mp4" and number is not None and number < record.clips:
-            return MediaFile("video/mp4", path=clip_file(record.video_type))
+            aspect = str(record.params.get("aspect") or clips.DEFAULT_ASPECT)
+            path = clip_file(record.video_type, aspect)
+            # Every clip's bytes differ per task and index (a box readers skip), as real clips do.
+            return MediaFile("video/mp4", data=clips.tagged(_asset(path), task_id, number))
         raise missing
 
     def upload_file(self, upload_id: str) -> MediaFile:
+        """An uploaded file, served until its lifetime ends (then 410, and it is evicted)."""
         upload = self.store.get_upload(upload_id)
         if upload is None:
             raise ApiError(404, f"no upload {upload_id}", type=NOT_FOUND, param=None)
+        if self.clock.now() >= upload.created_at + self.settings.upload_ttl_seconds:
+            self.store.delete_upload(upload_id)
+            raise ApiError(410, f"upload {upload_id} has expired", type=NOT_FOUND, param=None)
         return MediaFile(upload.content_type, data=upload.data)
 
     # -- housekeeping -------------------------------------------------------------------
@@ -398,8 +537,19 @@ class Fake:
         self.store.evict_tasks(now - keep)
 
     def record_request(self, entry: dict[str, Any]) -> None:
-        """One journal entry (the edge builds it; the store keeps a bounded ring)."""
-        self.store.append_journal(entry)
+        """One journal entry (the edge builds it; the store keeps a bounded ring). The answer has
+        gone out already: when the store cannot answer, the entry is lost, not the response."""
+        with contextlib.suppress(StoreUnavailable):
+            self.store.append_journal(entry)
+
+    def health(self) -> dict[str, str]:
+        """Which part is unhealthy: ``{"status": "ok", "store": "ok"}``, or ``"unhealthy"`` and why
+        the store cannot answer (within the store's timeout)."""
+        try:
+            self.store.ping()
+        except StoreUnavailable as exc:
+            return {"status": "unhealthy", "store": exc.reason}
+        return {"status": "ok", "store": "ok"}
 
     def spend_report(self) -> str:
         """One line on what the run would have cost on the real API."""
@@ -408,9 +558,11 @@ class Fake:
         )
         accounts = summary["accounts"]
         tasks = sum(a["tasks"] for a in accounts.values())
+        usd = summary["total_spent"] * self.settings.usd_per_credit
         return (
             f"mockserver: {tasks} task(s) from {len(accounts)} account(s); on the real API this run would have cost "
-            f"{summary['total_spent']:g} (unit prices: {self.settings.price_table or 'packaged defaults'})"
+            f"{summary['total_spent']:g} credits (${usd:.2f}) "
+            f"(unit prices: {self.settings.price_table or 'packaged defaults'})"
         )
 
     # -- the control plane --------------------------------------------------------------
@@ -486,7 +638,13 @@ class Fake:
         if account is not None:
             balances = {account: balances.get(account, self.settings.default_balance)}
         summary = ledger.summary(self.store.tasks(account), self.clock.now(), balances, self.settings.default_balance)
-        return {**summary, "prices": self.prices}
+        usd = self.settings.usd_per_credit
+        return {
+            **summary,
+            "total_spent_usd": summary["total_spent"] * usd,
+            "usd_per_credit": usd,
+            "prices": self.prices,
+        }
 
     def set_balance(self, account: str, amount: float | None) -> None:
         if amount is not None and not (math.isfinite(amount) and 0 <= amount <= 1e15):
@@ -530,6 +688,12 @@ class Fake:
         if record is None:
             raise ApiError(404, f"task {task_id} not found", type=NOT_FOUND, param="task_id")
         return self.internal_task(record)
+
+
+@functools.lru_cache(maxsize=32)
+def _asset(path: Path) -> bytes:
+    """A committed clip's bytes, read once."""
+    return path.read_bytes()
 
 
 def shortened(value: Any, limit: int = 200) -> Any:

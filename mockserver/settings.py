@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -36,17 +37,33 @@ class Settings:
         ("strict", "coerce"),
     )
     task_dialect: str = _opt(
-        "mj",
-        "body of GET /v1/tasks/{id}: 'mj' (the video page's shape) or 'unified' (the tasks page's envelope)",
-        ("mj", "unified"),
+        "unified",
+        "body of GET /v1/tasks/{id}: 'unified' (the envelope the provider's own clients read) or 'mj' "
+        "(the video page's Midjourney-style body, always served at GET /v1/midjourney/{id})",
+        ("unified", "mj"),
     )
     unified_url_shape: str = _opt(
         "list",
         "in the unified dialect, result.*[].url as a 'list' or a 'string' (the tasks page shows both)",
         ("list", "string"),
     )
+    unified_video_items: str = _opt(
+        "per-clip",
+        "in the unified dialect, result.videos as one item per clip ('per-clip') or one item whose url lists "
+        "every clip ('single')",
+        ("per-clip", "single"),
+    )
     public_url: str | None = _opt(None, "base URL for result links (default: the request's own scheme and host)")
     max_body_bytes: int = _opt(40 * MiB, "largest request body accepted; larger ones get 413 before being read")
+    max_header_bytes: int = _opt(
+        64 * 1024, "largest request line plus headers; a larger head gets 431 and the connection is closed"
+    )
+    header_timeout_seconds: float = _opt(
+        10.0, "seconds a client has to send a request's line and headers; then the connection is closed (408)"
+    )
+    body_timeout_seconds: float = _opt(
+        30.0, "seconds a client has to send a request's whole body once the headers are in; then 408 and close"
+    )
     max_frame_bytes: int = _opt(
         12 * MiB, "largest start or end frame (data: URLs and this server's uploads are measured)"
     )
@@ -54,8 +71,14 @@ class Settings:
         3 * 86400.0, "how long a task can be polled after submission; then 404 (the provider keeps 3 days)"
     )
     media_ttl_seconds: float = _opt(
-        86400.0, "how long result files stay downloadable after the task ends; then 410 (expires_at)"
+        3 * 86400.0, "how long result files stay downloadable after the task ends; then 410 (expires_at; 72 h)"
     )
+    max_upload_bytes: int = _opt(20 * MiB, "largest image upload; larger ones get 413 (the provider's 20 MB)")
+    upload_ttl_seconds: float = _opt(3 * 86400.0, "how long an upload URL serves its file; then 410 (72 h)")
+    upload_quota_bytes: int = _opt(
+        512 * MiB, "upload bytes one account may keep at a time (older uploads count until they expire)"
+    )
+    upload_total_bytes: int = _opt(2048 * MiB, "upload bytes the whole server keeps at a time")
     finish_after_polls: int | None = _opt(
         None, "poll-count mode: a task is final on its N-th poll, whatever the time (as moto's state manager)"
     )
@@ -63,30 +86,90 @@ class Settings:
     default_balance: float | None = _opt(
         None, "each account's credit balance; a submission that would overdraw it gets 402 (default: unlimited)"
     )
+    usd_per_credit: float = _opt(0.1, "US dollars per credit, for the ledger's and the spend report's USD figures")
+    api_keys: str | None = _opt(
+        None, "KEY[,KEY…]: only these API keys are accepted (each its own account); unset: any non-empty key"
+    )
+    idempotency_conflicts: bool = _opt(
+        True,
+        "answer 409 idempotency_key_reused / idempotency_in_progress (documented for the provider's generation "
+        "routes, unverified on the Midjourney ones); off: the first answer is replayed whatever the body",
+    )
     price_table: str | None = _opt(None, "YAML/JSON file of unit prices per price key, over the packaged defaults")
     prices: str | None = _opt(None, "unit price overrides: KEY=VALUE,KEY=VALUE (e.g. midjourney@video=0.2)")
+    replay: str | None = _opt(
+        None,
+        "directory of recordings (mockserver proxy --record DIR): a recorded submission replays its task's statuses, "
+        "pace, outcome and clip count (scaled to --task-seconds when that is set); others follow the fake's rules",
+    )
     journal_size: int = _opt(10_000, "requests kept in the journal (a ring: the oldest fall out)")
+    journal_max_bytes: int = _opt(
+        64 * MiB,
+        "bytes the journal may hold (memory://: the oldest entries fall out; sqlite/redis: bounded by "
+        "journal_size × the per-entry cap of 16 KiB)",
+    )
     seed: int = _opt(0, "seed of the random draws of faults (probabilities, latency distributions)")
     state: str = _opt(
         "memory://",
         "where state is kept: memory://, sqlite:///FILE (survives restarts; workers) or redis://HOST:PORT/DB",
     )
+    store_timeout_seconds: float = _opt(
+        2.0,
+        "longest wait for the state store (Redis socket and connect timeouts, SQLite busy timeout); "
+        "past it the request gets 503 server_error with Retry-After",
+    )
     workers: int = _opt(1, "worker processes (needs a shared --state: sqlite:/// or redis://)")
     control: bool = _opt(True, "serve the control plane under /__mock__/ (--no-control switches it off)")
+    control_token: str | None = _opt(
+        None, "when set, every /__mock__/ request needs 'Authorization: Bearer TOKEN' (the dashboard page: ?token=)"
+    )
     log_level: str = _opt("warning", "uvicorn log level", ("critical", "error", "warning", "info", "debug", "trace"))
+
+    def accepted_keys(self) -> frozenset[str] | None:
+        """The API keys ``--api-keys`` accepts, or None (any non-empty key)."""
+        if self.api_keys is None:
+            return None
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, base: Mapping[str, Any] | None = None) -> Settings:
+        """Settings from ``MOCKSERVER_*`` variables over ``base`` (a config file's values) over the defaults."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = dict(base or {})
         for f in fields(cls):
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
                 values[f.name] = _convert(f, raw)
         return cls(**values).validated()
+
+    @classmethod
+    def file_values(cls, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """A YAML (or JSON) mapping of setting names to values, as ``--config FILE`` and
+        ``python -m contract --write-calibration`` write it; unknown names are refused."""
+        import yaml
+
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = yaml.safe_load(handle) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"config {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"config {path}: expected a mapping of setting names to values")
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            name = str(key).replace("-", "_")
+            if name not in known:
+                raise ValueError(f"config {path}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
+            values[name] = (
+                None
+                if value is None
+                else _convert(known[name], str(value).lower() if isinstance(value, bool) else str(value))
+            )
+        return values
 
     def to_env(self) -> dict[str, str]:
         """The environment that reproduces these settings (for worker processes)."""
@@ -103,16 +186,52 @@ class Settings:
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"{f.name} must be one of {', '.join(choices)} (got {getattr(self, f.name)!r})")
-        if self.task_seconds < 0:
-            raise ValueError("task_seconds must be >= 0")
+        for name in (
+            "task_seconds",
+            "task_retention_seconds",
+            "media_ttl_seconds",
+            "upload_ttl_seconds",
+            "usd_per_credit",
+        ):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0 (got {value!r})")
+        if self.default_balance is not None and not (math.isfinite(self.default_balance) and self.default_balance >= 0):
+            raise ValueError(f"default_balance must be a finite number >= 0 (got {self.default_balance!r})")
+        if self.max_upload_bytes <= 0 or self.upload_quota_bytes <= 0 or self.upload_total_bytes <= 0:
+            raise ValueError("upload limits must be positive")
+        if self.api_keys is not None and not self.accepted_keys():
+            raise ValueError("api_keys names no key (KEY[,KEY…])")
         if self.max_body_bytes <= 0 or self.max_frame_bytes <= 0 or self.journal_size <= 0:
             raise ValueError("size limits must be positive")
+        if self.journal_max_bytes < 64 * 1024:
+            raise ValueError(f"journal_max_bytes must be at least 65536 (got {self.journal_max_bytes})")
+        if self.max_header_bytes < 1024:
+            raise ValueError(f"max_header_bytes must be at least 1024 (got {self.max_header_bytes})")
+        for name in ("header_timeout_seconds", "body_timeout_seconds"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0 (got {value!r})")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be from 0 to 65535 (got {self.port})")
+        if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):
+            raise ValueError(f"public_url must start with http:// or https:// (got {self.public_url!r})")
+        if self.control_token is not None and not self.control_token.strip():
+            raise ValueError("control_token must not be blank")
+        if self.price_table is not None or self.prices is not None:
+            from .core.ledger import load_prices  # the table is read now, before anything is announced
+
+            load_prices(self.price_table, self.prices)
         if self.finish_after_polls is not None and self.finish_after_polls < 1:
             raise ValueError("finish_after_polls must be >= 1")
         if self.rate_limit_per_minute < 0:
             raise ValueError("rate_limit_per_minute must be >= 0")
+        if self.replay is not None and not os.path.isdir(self.replay):
+            raise ValueError(f"replay must be a directory of recordings (got {self.replay!r})")
         if self.workers < 1:
             raise ValueError("workers must be >= 1")
+        if not (0 < self.store_timeout_seconds <= 3600):
+            raise ValueError(f"store_timeout_seconds must be > 0 and <= 3600 (got {self.store_timeout_seconds})")
         if self.workers > 1 and self.state.startswith("memory"):
             raise ValueError("several workers cannot share memory:// state: use --state sqlite:///FILE or redis://…")
         return self
@@ -121,6 +240,13 @@ class Settings:
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--config",
+            metavar="FILE",
+            default=None,
+            help="settings from a YAML file (setting names as keys, e.g. a contract calibration); "
+            "variables and flags still win",
+        )
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")
             env = ENV_PREFIX + f.name.upper()
@@ -142,7 +268,9 @@ class Settings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
-        base = cls.from_env(environ)
+        """Flags over ``MOCKSERVER_*`` variables over ``--config FILE`` over the defaults."""
+        config = getattr(args, "config", None)
+        base = cls.from_env(environ, base=cls.file_values(config) if config else None)
         given = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
         return base.replace(**given).validated()
 
@@ -157,6 +285,9 @@ def _converter(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
 def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     kind = kind.removesuffix(" | None")
+    choices = f.metadata.get("choices")
+    if choices and raw.strip().lower() in choices:
+        return raw.strip().lower()  # enumerations are read case-insensitively (MOCKSERVER_LOG_LEVEL=INFO)
     try:
         if kind == "bool":
             lowered = raw.strip().lower()

@@ -39,10 +39,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 MakeStore = Callable[..., Store]
 
 
-@pytest.fixture(params=STORES)
-def store_kind(request: pytest.FixtureRequest) -> str:
-    kind: str = request.param
-    return kind
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The HTTP suite runs on the memory store; a test where the store matters is marked
+    ``all_stores`` and runs on all three (the store conformance suite, test_stores.py, always does).
+    Redis runs start a real redis-server, so they count as ``e2e``."""
+    if "store_kind" not in metafunc.fixturenames or "store_kind" in getattr(metafunc.module, "__dict__", {}):
+        return
+    wide = metafunc.definition.get_closest_marker("all_stores") or metafunc.module.__name__.endswith("test_stores")
+    kinds = STORES if wide else ["memory"]
+    params = [pytest.param(kind, marks=pytest.mark.e2e) if kind == "redis" else kind for kind in kinds]
+    metafunc.parametrize("store_kind", params)
 
 
 @pytest.fixture
@@ -93,3 +99,13 @@ def client(apimart_mock: MockControl, request: pytest.FixtureRequest) -> Iterato
     token = getattr(request.module, "TOKEN", TOKEN)
     with httpx.Client(base_url=apimart_mock.base_url, headers={"Authorization": f"Bearer {token}"}) as c:
         yield c
+
+
+REAL_PART_FIXTURES = frozenset({"apimart_server", "apimart_server_process", "redis_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that asks for a real server (the fixtures above) is an ``e2e`` test, like one marked so."""
+    for item in items:
+        if REAL_PART_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

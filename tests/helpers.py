@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +12,18 @@ from starlette.applications import Starlette
 
 from mockserver.core.clock import VirtualClock
 from mockserver.service import Fake
+
+
+def tiny_png(width: int = 16, height: int = 16) -> bytes:
+    """A valid PNG of grey pixels, made here."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -51,7 +65,7 @@ class Api:
         task_id: str = response.json()["data"][0]["task_id"]
         return task_id
 
-    def poll(self, task_id: str, path: str = "/v1/tasks/") -> dict[str, Any]:
+    def poll(self, task_id: str, path: str = "/v1/midjourney/") -> dict[str, Any]:
         response = self.client.get(path + task_id)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()

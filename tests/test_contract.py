@@ -21,6 +21,8 @@ from mockserver.testing.transport import SyncASGITransport
 
 from .broken import VARIANTS, Variant, fake
 
+pytestmark = pytest.mark.slow  # runs the whole contract suite in-process, many times: `make unit` leaves it out
+
 BASE = "http://fake.test"
 
 

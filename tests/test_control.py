@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import httpx
@@ -113,24 +114,25 @@ def test_ledger_charges_by_price_key_and_batch(apimart_mock: MockControl, client
     summary = apimart_mock.ledger.summary()
     account = summary["accounts"][summary["entries"][0]["account"]]
     assert account["by_price_key"] == {
-        "midjourney@video": 4 * 8.0,
-        "midjourney@video-720p": 2 * 16.0,
-        "midjourney@imagine-fast": 2.0,
+        "midjourney@video": 4 * 2.0,  # 2 credits a clip
+        "midjourney@video-720p": 2 * 4.0,  # 4 credits a clip
+        "midjourney@imagine-fast": 0.5504,
     }
-    assert summary["total_spent"] == apimart_mock.ledger.spent() == 66.0
-    assert apimart_mock.ledger.spent(token="journal-user") == 66.0
+    assert summary["total_spent"] == apimart_mock.ledger.spent() == pytest.approx(16.5504)
+    assert summary["total_spent_usd"] == pytest.approx(1.65504)
+    assert apimart_mock.ledger.spent(token="journal-user") == pytest.approx(16.5504)
     assert apimart_mock.ledger.spent(token="nobody") == 0.0
     assert account["balance"] is None
 
 
 def test_balance_gives_402_and_refunds_free_it(apimart_mock: MockControl, client: httpx.Client) -> None:
-    apimart_mock.ledger.set_balance("journal-user", 20)
-    submit(client)  # 8 spent, 12 left
-    too_big = client.post(VIDEO, json={**BODY, "batch_size": 2})  # 16 > 12
+    apimart_mock.ledger.set_balance("journal-user", 5)
+    submit(client)  # 2 spent, 3 left
+    too_big = client.post(VIDEO, json={**BODY, "batch_size": 2})  # 4 > 3
     assert too_big.status_code == 402
-    failing = client.post(VIDEO, json={**BODY, "prompt": "x [mock:moderation]"})  # 8, refunded as it fails
+    failing = client.post(VIDEO, json={**BODY, "prompt": "x [mock:moderation]"})  # 2, refunded as it fails
     assert failing.status_code == 200
-    submit(client)  # the refund made room: 4 left
+    submit(client)  # the refund made room: 1 left
     broke = client.post(VIDEO, json=BODY)
     assert broke.status_code == 402
     error = broke.json()["error"]
@@ -158,13 +160,14 @@ def test_price_table_file(tmp_path: Path) -> None:
         load_prices(None, "midjourney@video=cheap")
 
 
+@pytest.mark.e2e
 def test_server_prints_the_cost_when_it_stops(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     with ServerProcess(["--task-seconds", "0"], log=log) as server, httpx.Client(base_url=server.base_url) as client:
         for _ in range(3):
             client.post(VIDEO, json={**BODY, "batch_size": 2}, headers=HEADERS)
     output = server.stop() or log.read_text()
-    assert "3 task(s) from 1 account(s); on the real API this run would have cost 48" in output
+    assert "3 task(s) from 1 account(s); on the real API this run would have cost 12 credits ($1.20)" in output
 
 
 # -- reset, clock, internals ---------------------------------------------------------------------
@@ -196,7 +199,7 @@ def test_task_internals(apimart_mock: MockControl, client: httpx.Client) -> None
     internal = apimart_mock.task(task_id)
     record = internal["record"]
     assert record["video_type"] == "vid_1.1_i2v_start_end_480"
-    assert (record["price_key"], record["quantity"], record["charge"]) == ("midjourney@video", 2, 16.0)
+    assert (record["price_key"], record["quantity"], record["charge"]) == ("midjourney@video", 2, 4.0)
     assert any("index ignored" in n for n in record["params"]["notes"])
     assert internal["view"]["status"] == "SUCCESS"
 
@@ -216,3 +219,22 @@ def test_control_plane_never_answers_provider_paths(apimart_mock: MockControl) -
     for path in ("/v1/tasks/x", "/v1/midjourney/x", "/media/task_x/0.mp4", "/openapi.yaml"):
         assert apimart_mock.http.get(path).status_code == 404
     assert apimart_mock.http.post("/v1/midjourney/generations/video", json=BODY).status_code == 404
+
+
+def test_journal_as_har(apimart_mock: MockControl, client: httpx.Client) -> None:
+    task_id = submit(client)
+    client.get(f"/v1/tasks/{task_id}")
+    client.post(VIDEO, json={"prompt": "x"})
+    har = apimart_mock.journal.har()["log"]
+    assert (har["version"], har["creator"]["name"]) == ("1.2", "mockserver")
+    submitted, polled, refused = har["entries"]
+    assert submitted["request"]["method"] == "POST"
+    assert submitted["request"]["url"].endswith(VIDEO)
+    assert json.loads(submitted["request"]["postData"]["text"]) == BODY
+    assert {h["name"] for h in submitted["request"]["headers"]}.isdisjoint({"authorization"})
+    assert polled["response"]["status"] == 200
+    assert refused["response"]["status"] == 400
+    assert json.loads(refused["response"]["content"]["text"])["error"]["param"] == "image_urls"
+    for item in har["entries"]:
+        assert item["startedDateTime"].endswith("Z") and item["time"] >= 0
+        assert set(item) >= {"startedDateTime", "time", "request", "response", "cache", "timings"}

@@ -28,7 +28,7 @@ def test_submit_poll_download(tmp_path: Path) -> None:
         seen = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            task = client.get(f"/v1/tasks/{task_id}").json()
+            task = client.get(f"/v1/midjourney/{task_id}").json()
             seen.append(task["status"])
             if task["status"] == "SUCCESS":
                 break

@@ -6,6 +6,7 @@
 | ``store/`` | the above, ``redis``, and ``core/`` |
 | ``service.py`` | ``core/``, ``store/``, ``settings`` |
 | ``web/`` | Starlette, ``core/``, ``service``, ``settings``; never a store, never httpx |
+| ``proxy/`` | httpx, Starlette, uvicorn, ``core/``; never the service or a store |
 | ``testing/``, ``cli``, ``pytest_plugin`` | anything |
 
 Every import counts, wherever it stands (inside functions and ``TYPE_CHECKING`` blocks too).
@@ -60,6 +61,8 @@ def allowed(layer: str, name: str) -> bool:
             return top in PURE_LIBRARIES
         if layer == "web":
             return top in PURE_LIBRARIES or top == "starlette"
+        if layer == "proxy":
+            return top in PURE_LIBRARIES or top in ("httpx", "starlette", "uvicorn")
         return True
     inner = name.split(".")[1] if "." in name else ""
     return {
@@ -67,12 +70,13 @@ def allowed(layer: str, name: str) -> bool:
         "store": inner in ("core", "store"),
         "service": inner in ("core", "store", "settings"),
         "web": inner in ("core", "service", "settings", "web"),
+        "proxy": inner in ("core", "proxy") or name == "mockserver.testing.process",
     }.get(layer, True)
 
 
 def layer_of(path: Path) -> str:
     rel = path.relative_to(PACKAGE)
-    if rel.parts[0] in ("core", "store", "web", "testing"):
+    if rel.parts[0] in ("core", "store", "web", "testing", "proxy"):
         return rel.parts[0]
     return "service" if rel.name == "service.py" else "top"
 
@@ -95,6 +99,8 @@ def test_the_check_would_catch_a_reach_upward(tmp_path: Path) -> None:
     assert not allowed("web", "mockserver.store.sqlite")
     assert not allowed("web", "httpx")
     assert not allowed("service", "starlette.responses")
+    assert not allowed("proxy", "mockserver.store")
+    assert not allowed("proxy", "mockserver.service")
     assert allowed("web", "mockserver.service")
     assert allowed("core", "mockserver.core.records")
 

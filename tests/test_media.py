@@ -6,14 +6,21 @@ import struct
 
 import pytest
 
-from mockserver.core.media import GRID_PNG, IMAGE_PNGS, VIDEO_480, VIDEO_720, clip_file, safe_filename, upload_id_of
+from mockserver.core.media import GRID_PNG, IMAGE_PNGS, clip_file, safe_filename, upload_id_of
 
 from .mp4 import read_clip
 
 
-@pytest.mark.parametrize(("path", "size"), [(VIDEO_480, (832, 464)), (VIDEO_720, (1280, 720))])
-def test_clip_is_h264_5s_24fps(path: object, size: tuple[int, int]) -> None:
-    data = VIDEO_480.read_bytes() if path == VIDEO_480 else VIDEO_720.read_bytes()
+@pytest.mark.parametrize(
+    ("video_type", "aspect", "size"),
+    [
+        ("vid_1.1_i2v_480", "16:9", (832, 464)),
+        ("vid_1.1_i2v_720", "16:9", (1280, 720)),
+        ("vid_1.1_i2v_480", "1:1", (624, 624)),
+    ],
+)
+def test_clip_is_h264_5s_24fps(video_type: str, aspect: str, size: tuple[int, int]) -> None:
+    data = clip_file(video_type, aspect).read_bytes()
     assert data[4:8] == b"ftyp"
     clip = read_clip(data)
     assert clip.codec == "avc1"
@@ -24,7 +31,7 @@ def test_clip_is_h264_5s_24fps(path: object, size: tuple[int, int]) -> None:
 
 
 def test_moov_comes_first_for_streaming() -> None:
-    data = VIDEO_720.read_bytes()
+    data = clip_file("vid_1.1_i2v_720").read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")
 
 
@@ -42,16 +49,17 @@ def test_images_are_pngs() -> None:
 
 
 @pytest.mark.parametrize(
-    ("video_type", "path"),
+    ("video_type", "name"),
     [
-        ("vid_1.1_i2v_480", VIDEO_480),
-        ("vid_1.1_i2v_start_end_480", VIDEO_480),
-        ("vid_1.1_i2v_720", VIDEO_720),
-        ("vid_1.1_i2v_start_end_720", VIDEO_720),
+        ("vid_1.1_i2v_480", "video-480-16x9.mp4"),
+        ("vid_1.1_i2v_start_end_480", "video-480-16x9.mp4"),
+        ("vid_1.1_i2v_720", "video-720-16x9.mp4"),
+        ("vid_1.1_i2v_start_end_720", "video-720-16x9.mp4"),
     ],
 )
-def test_tier_picks_the_clip(video_type: str, path: object) -> None:
-    assert clip_file(video_type) == path
+def test_tier_picks_the_clip(video_type: str, name: str) -> None:
+    assert clip_file(video_type).name == name
+    assert clip_file(video_type, "9:16").name == name.replace("16x9", "9x16")
 
 
 def test_upload_links() -> None:

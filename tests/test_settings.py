@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -18,11 +19,47 @@ def parse(*argv: str, env: dict[str, str] | None = None) -> Settings:
 def test_defaults() -> None:
     s = parse()
     assert (s.host, s.port, s.task_seconds) == ("127.0.0.1", 8000, 8.0)
-    assert (s.batch_size_policy, s.task_dialect, s.unified_url_shape) == ("strict", "mj", "list")
+    assert (s.batch_size_policy, s.task_dialect, s.unified_url_shape) == ("strict", "unified", "list")
+    assert s.unified_video_items == "per-clip"
     assert s.public_url is None
     assert s.control is True
     assert s.task_retention_seconds == 3 * 86400
-    assert s.media_ttl_seconds == 86400
+    assert s.media_ttl_seconds == 3 * 86400
+    assert (s.upload_ttl_seconds, s.max_upload_bytes) == (3 * 86400, 20 * 1024 * 1024)
+    assert (s.usd_per_credit, s.api_keys) == (0.1, None)
+
+
+def test_config_file_under_variables_under_flags(tmp_path: Path) -> None:
+    config = tmp_path / "fake.yaml"
+    config.write_text("task_dialect: mj\nunified-url-shape: string\ntask_seconds: 3.5\ncontrol: false\n")
+    s = parse("--config", str(config))
+    assert (s.task_dialect, s.unified_url_shape, s.task_seconds, s.control) == ("mj", "string", 3.5, False)
+    s = parse("--config", str(config), env={"MOCKSERVER_TASK_SECONDS": "7"})
+    assert s.task_seconds == 7.0
+    s = parse("--config", str(config), "--task-seconds", "1", env={"MOCKSERVER_TASK_SECONDS": "7"})
+    assert s.task_seconds == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("colour: red\n", "unknown setting 'colour'"), ("- a\n", "mapping"), ("task_seconds: soon\n", "task_seconds")],
+)
+def test_config_file_refusals(tmp_path: Path, text: str, words: str) -> None:
+    config = tmp_path / "fake.yaml"
+    config.write_text(text)
+    with pytest.raises((ValueError, argparse.ArgumentTypeError), match=words):
+        parse("--config", str(config))
+
+
+def test_enumerations_read_case_insensitively() -> None:
+    assert parse(env={"MOCKSERVER_LOG_LEVEL": "INFO", "MOCKSERVER_TASK_DIALECT": "MJ"}).log_level == "info"
+    assert parse(env={"MOCKSERVER_TASK_DIALECT": "MJ"}).task_dialect == "mj"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_numbers_must_be_finite(value: str) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        parse("--task-seconds", value)
 
 
 def test_every_issue_flag() -> None:

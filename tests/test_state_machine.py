@@ -114,7 +114,7 @@ class FakeMachine(RuleBasedStateMachine):
     @rule(task=tasks, by_owner=st.booleans())
     def poll(self, task: Task, by_owner: bool) -> None:
         viewer = task.owner if by_owner else next(a for a in ACCOUNTS if a != task.owner)
-        response = self.client.get(f"/v1/tasks/{task.id}", headers=auth(viewer))
+        response = self.client.get(f"/v1/midjourney/{task.id}", headers=auth(viewer))
         if not by_owner:
             assert response.status_code == 403, "an account never sees another's task"
             return
@@ -141,7 +141,7 @@ class FakeMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.clock.advance(TASK_SECONDS + 1)
         for task in self.known.values():
-            body = self.client.get(f"/v1/tasks/{task.id}", headers=auth(task.owner)).json()
+            body = self.client.get(f"/v1/midjourney/{task.id}", headers=auth(task.owner)).json()
             assert body["status"] == "SUCCESS", "every accepted task finishes"
             if task.kind == "video":
                 assert len(body["video_urls"]) == task.batch

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .lifecycle import UNIFIED_STATUS, Status, TaskView
+from .lifecycle import Status, TaskView, unified_status
 from .media import Links
 from .records import IMAGINE, TaskRecord
 
@@ -20,7 +20,10 @@ def _ms(seconds: float | None) -> int:
     return 0 if seconds is None else int(seconds * 1000)
 
 
-def mj_task(record: TaskRecord, view: TaskView, links: Links) -> dict[str, Any]:
+def mj_task(record: TaskRecord, view: TaskView, links: Links, *, usd_per_credit: float = 0.1) -> dict[str, Any]:
+    """The Midjourney-style body (``GET /v1/midjourney/{id}``): uppercase status, ``progress`` "NN%",
+    ``video_url`` + ``video_urls`` (as many as the batch), and the charge as published clients read it."""
+    credits = 0.0 if view.status is Status.FAILURE else record.charge
     body: dict[str, Any] = {
         "id": record.id,
         "action": record.action,
@@ -32,6 +35,8 @@ def mj_task(record: TaskRecord, view: TaskView, links: Links) -> dict[str, Any]:
         "submit_time": _ms(record.created_at),
         "start_time": _ms(view.started_at),
         "finish_time": _ms(view.finished_at),
+        "cost": round(credits * usd_per_credit, 6),
+        "credits_cost": round(credits, 6),
     }
     if view.status is Status.SUCCESS:
         if record.action == IMAGINE:
@@ -55,21 +60,39 @@ def _buttons(record: TaskRecord) -> list[dict[str, str]]:
 
 
 def unified_task(
-    record: TaskRecord, view: TaskView, links: Links, *, url_shape: str, media_ttl: float
+    record: TaskRecord,
+    view: TaskView,
+    links: Links,
+    *,
+    url_shape: str,
+    media_ttl: float,
+    video_items: str = "per-clip",
+    usd_per_credit: float = 0.1,
 ) -> dict[str, Any]:
+    """The envelope of ``GET /v1/tasks/{id}`` as the provider's own clients read it: lowercase status,
+    ``cost`` (USD) and ``credits_cost`` from the first poll on (0 once a failed task is refunded),
+    and on completion every clip's URL under ``result.videos``: one item per clip (``per-clip``) or
+    one item listing them all (``single``)."""
+    credits = 0.0 if view.status is Status.FAILURE else record.charge
     data: dict[str, Any] = {
         "id": record.id,
-        "status": UNIFIED_STATUS[view.status],
+        "status": unified_status(record, view.status),
         "progress": view.progress,
         "created": int(record.created_at),
         "estimated_time": round(record.duration),
+        "cost": round(credits * usd_per_credit, 6),
+        "credits_cost": round(credits, 6),
     }
     if view.finished_at is not None:
         data["completed"] = int(view.finished_at)
         data["actual_time"] = round(view.finished_at - record.created_at)
     if view.status is Status.SUCCESS:
         expires = int((view.finished_at or record.created_at) + media_ttl)
-        items = [{"url": url if url_shape == "string" else [url], "expires_at": expires} for url in links.media(record)]
+        urls = links.media(record)
+        if record.action != IMAGINE and video_items == "single":
+            items = [{"url": urls, "expires_at": expires}]
+        else:
+            items = [{"url": url if url_shape == "string" else [url], "expires_at": expires} for url in urls]
         data["result"] = {"images" if record.action == IMAGINE else "videos": items}
     elif view.status is Status.FAILURE:
         data["error"] = {"code": 500, "message": record.fail_reason or "task failed", "type": "task_failed"}

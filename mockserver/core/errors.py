@@ -15,6 +15,9 @@ PERMISSION = "permission_error"
 NOT_FOUND = "not_found_error"
 RATE_LIMIT = "rate_limit_error"
 SERVER = "server_error"
+BAD_GATEWAY = "bad_gateway"
+APIMART = "apimart_error"  # a missing API key, as observed live
+CONFLICT = INVALID_REQUEST  # 409s name their reason in "code" (idempotency_key_reused, idempotency_in_progress)
 
 
 class ApiError(Exception):
@@ -28,6 +31,7 @@ class ApiError(Exception):
         type: str = INVALID_REQUEST,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -35,9 +39,13 @@ class ApiError(Exception):
         self.type = type
         self.param = param
         self.headers = headers or {}
+        self.code = code  # a machine-readable reason in place of the status (idempotency_key_reused)
 
     def body(self) -> dict[str, Any]:
-        return error_body(self.status, self.message, self.type, self.param)
+        body = error_body(self.status, self.message, self.type, self.param)
+        if self.code is not None:
+            body["error"]["code"] = self.code
+        return body
 
     def __repr__(self) -> str:
         return f"ApiError({self.status}, {self.message!r}, param={self.param!r})"
@@ -49,3 +57,18 @@ def error_body(status: int, message: str, type: str, param: str | None = None) -
 
 def bad_request(message: str, param: str | None = None) -> ApiError:
     return ApiError(400, message, param=param)
+
+
+class StoreUnavailable(ApiError):
+    """The state store cannot answer (down, frozen, read-only, full or locked): 503 ``server_error``
+    with ``Retry-After``, in the provider's error body. Raised by the stores, rendered like any refusal."""
+
+    def __init__(self, reason: str, retry_after: int = 1) -> None:
+        super().__init__(
+            503,
+            f"the state store cannot answer ({reason}); retry shortly",
+            type=SERVER,
+            param=None,
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.reason = reason

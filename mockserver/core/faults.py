@@ -24,10 +24,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import RATE_LIMIT, SERVER, ApiError
+from .errors import BAD_GATEWAY, INVALID_REQUEST, RATE_LIMIT, SERVER, ApiError
 
 FAULT_HEADER = "X-Mock-Scenario"
 MODERATION_REASON = "Banned prompt detected"
+CANCEL_REASON = "Task timeout"
+MODERATION_422_MESSAGE = "prompt or image failed moderation, refunded"
 UPSTREAM_TIMEOUT_REASON = "Upstream timeout: the generation service did not answer in time"
 
 
@@ -52,6 +54,21 @@ CATALOGUE: dict[str, FaultKind] = {
             "fail", "the task ends in FAILURE with a chosen reason; refunded", {"reason": "fail_reason"}, task=True
         ),
         FaultKind("never", "the task never finishes (stays IN_PROGRESS)", task=True),
+        FaultKind(
+            "not_start",
+            "the task stays NOT_START (created, not yet confirmed; 'pending' in the envelope) for a while first",
+            {"seconds": "how long it stays NOT_START (default 5)"},
+            task=True,
+        ),
+        FaultKind(
+            "cancel",
+            f"the task ends cancelled ('cancelled' in the envelope, FAILURE with '{CANCEL_REASON}'); refunded",
+            task=True,
+        ),
+        FaultKind(
+            "moderation_422",
+            "the submission is refused at once: 422 invalid_request_error, 'prompt or image failed moderation'",
+        ),
         FaultKind("rate_limit", "429 rate_limit_error with Retry-After", {"retry_after": "seconds (default 5)"}),
         FaultKind("error_500", "500 with the provider's error body"),
         FaultKind("error_502", "502 with the provider's error body"),
@@ -117,6 +134,8 @@ def parse(text: str, where: str = FAULT_HEADER) -> Fault:
 
 def validated(fault: Fault, where: str) -> Fault:
     """The fault if its parameters are known and their numbers readable (checked now, not when it fires)."""
+    if fault.name not in CATALOGUE:
+        raise ApiError(400, f"{where}: unknown fault {fault.name!r}; known: {', '.join(CATALOGUE)}", param=where)
     unknown = set(fault.params) - set(fault.kind.params)
     if unknown:
         raise ApiError(400, f"{where}: {fault.name} takes no parameter {', '.join(sorted(unknown))}", param=where)
@@ -195,7 +214,18 @@ def request_error(fault: Fault, where: str = "scenario") -> ApiError | None:
     if fault.name.startswith("error_"):
         status = int(fault.name.removeprefix("error_"))
         words = {500: "internal error", 502: "bad gateway", 503: "service unavailable", 504: "gateway timeout"}
-        return ApiError(status, f"upstream {words[status]} (simulated)", type=SERVER)
+        # The endpoint pages name 502 bad_gateway; every other 5xx is server_error.
+        return ApiError(status, f"upstream {words[status]} (simulated)", type=BAD_GATEWAY if status == 502 else SERVER)
+    if fault.name == "moderation_422":
+        return ApiError(422, MODERATION_422_MESSAGE, type=INVALID_REQUEST, param="prompt")
+    if fault.name == "not_start":
+        raw = fault.params.get("seconds", "5")
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = -1.0
+        if not (math.isfinite(seconds) and 0 <= seconds <= 86400):
+            raise ApiError(400, f"{where}: seconds must be a number from 0 to 86400, got {raw!r}", param=where)
     return None
 
 
@@ -237,7 +267,16 @@ def task_outcome(fault: Fault) -> tuple[str, str] | None:
         return "failure", fault.params.get("reason") or "Task failed"
     if fault.name == "never":
         return "never", ""
+    if fault.name == "cancel":
+        return "cancel", CANCEL_REASON
     return None
+
+
+def task_params(fault: Fault) -> dict[str, Any]:
+    """What a task-level fault adds to the task's record (how long ``not_start`` holds it)."""
+    if fault.name == "not_start":
+        return {"not_start_seconds": float(fault.params.get("seconds", "5"))}
+    return {}
 
 
 # Which requests may draw from the fault rules: task faults only change submissions.

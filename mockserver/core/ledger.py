@@ -8,6 +8,7 @@ ledger can never disagree with the tasks.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,25 +25,40 @@ NEVER_CHARGED = frozenset({"midjourney@video-fast", "midjourney@video-turbo"})
 
 
 def load_prices(path: str | Path | None = None, overrides: str | None = None) -> dict[str, float]:
-    """The price table: the packaged defaults, a YAML/JSON file on top, then ``KEY=VALUE,…`` overrides."""
+    """The price table: the packaged defaults, a YAML/JSON file on top, then ``KEY=VALUE,…`` overrides.
+
+    Every value must be a finite number >= 0, and every key one of the packaged table's (a
+    misspelt key would otherwise be ignored while the real one kept its default): ``ValueError``.
+    """
     table: dict[str, float] = {}
     for source in (DEFAULT_PRICES, path):
         if source is None:
             continue
-        data = yaml.safe_load(Path(source).read_text(encoding="utf-8")) or {}
+        try:
+            data = yaml.safe_load(Path(source).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"price table {source}: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{source}: a price table is a mapping of price key to unit price")
         for key, value in data.items():
-            table[str(key)] = _price(key, value)
+            table[str(key) if source is DEFAULT_PRICES else _known(key, table, source)] = _price(key, value)
     for item in (overrides or "").split(","):
         if item.strip():
             key, sep, value = item.partition("=")
             if not sep:
                 raise ValueError(f"prices: expected KEY=VALUE, got {item!r}")
-            table[key.strip()] = _price(key, value)
+            table[_known(key.strip(), table, "prices")] = _price(key, value)
     for key in NEVER_CHARGED:
         table[key] = 0.0
     return table
+
+
+def _known(key: Any, table: Mapping[str, float], where: Any) -> str:
+    """``key`` if the packaged table (read first, into ``table``) prices it."""
+    name = str(key)
+    if name not in table:
+        raise ValueError(f"{where}: unknown price key {name!r} (known: {', '.join(sorted(table))})")
+    return name
 
 
 def _price(key: Any, value: Any) -> float:
@@ -50,8 +66,8 @@ def _price(key: Any, value: Any) -> float:
         price = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"price of {key}: {value!r} is not a number") from None
-    if price < 0:
-        raise ValueError(f"price of {key} must not be negative")
+    if not math.isfinite(price) or price < 0:
+        raise ValueError(f"price of {key} must be a finite number >= 0 (got {value!r})")
     return price
 
 
@@ -83,6 +99,17 @@ def entries(records: Iterable[TaskRecord], now: float) -> list[Entry]:
 
 def spent(records: Iterable[TaskRecord], now: float) -> float:
     return sum(e.amount for e in entries(records, now))
+
+
+def refund_due(record: TaskRecord) -> float | None:
+    """When the refund of ``record`` becomes visible: the time its lifecycle ends in FAILURE
+    (``entries`` lists the refund from then on). None when it is never refunded (no charge, or an
+    outcome other than failure) or not known yet (a poll-count task before the poll that settles it).
+    The stores keep their running totals by it."""
+    if not record.charge:
+        return None
+    final = view(record, math.inf)
+    return final.finished_at if final.status is Status.FAILURE else None
 
 
 def _blank_account() -> dict[str, Any]:

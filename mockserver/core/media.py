@@ -3,7 +3,7 @@
 Result URLs point at the fake itself: ``{base}/media/{task_id}/{n}.mp4`` for
 clips, ``{base}/media/{task_id}/grid.png`` and ``{base}/media/{task_id}/{n}.png``
 for imagine results, ``{base}/media/uploads/{upload_id}/{filename}`` for uploads.
-Range requests are answered by Starlette's ``FileResponse``.
+Clips are the committed files of ``clips``, tagged per task and index.
 """
 
 from __future__ import annotations
@@ -13,19 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from . import clips
 from .records import IMAGINE, TaskRecord
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-VIDEO_480 = ASSETS / "video-480.mp4"
-VIDEO_720 = ASSETS / "video-720.mp4"
 GRID_PNG = ASSETS / "grid.png"
 IMAGE_PNGS = tuple(ASSETS / f"image-{i}.png" for i in range(4))
 UPLOAD_PATH = re.compile(r"/media/uploads/(?P<id>upl_[0-9A-Za-z]+)/")
 
 
-def clip_file(video_type: str | None) -> Path:
-    """The 720p tiers get the 1280×720 clip, the 480p tiers the 832×464 one."""
-    return VIDEO_720 if video_type and "720" in video_type else VIDEO_480
+def clip_file(video_type: str | None, aspect: str = clips.DEFAULT_ASPECT) -> Path:
+    """The committed clip of the task's tier (480p or 720p) and its start frame's aspect ratio."""
+    return clips.clip_path(clips.tier_of(video_type), aspect)
 
 
 @dataclass(frozen=True)

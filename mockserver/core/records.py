@@ -16,6 +16,7 @@ IMAGINE = "IMAGINE"
 SUCCESS_OUTCOME = "success"
 FAILURE_OUTCOME = "failure"
 NEVER_OUTCOME = "never"
+CANCEL_OUTCOME = "cancel"  # ends in FAILURE, shown as ``cancelled`` in the envelope, refunded
 
 
 @dataclass(frozen=True)

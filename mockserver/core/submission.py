@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +28,8 @@ PRICE_480 = "midjourney@video"
 PRICE_720 = "midjourney@video-720p"
 START_END_INFIX = "start_end_"
 
-MAX_KEY_LENGTH = 255
+MAX_KEY_LENGTH = 191
+_VISIBLE_ASCII = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}")
 
 # Sizes of frames that this server stored itself (its upload URLs), or None.
 MeasureUpload = Callable[[str], int | None]
@@ -271,8 +274,9 @@ def imagine_prompt(prompt: Any) -> str:
 
 
 def imagine_price_key(speed: str) -> str:
-    """Imagine is billed per speed (task-api-notes.md, "Imagine": relax default / fast / turbo)."""
-    return f"midjourney@imagine-{speed}"
+    """Imagine is billed per speed (task-api-notes.md, "Imagine": relax default / fast / turbo); the
+    provider's price keys are ``midjourney@imagine`` (relax, no suffix), ``-fast`` and ``-turbo``."""
+    return "midjourney@imagine" if speed == "relax" else f"midjourney@imagine-{speed}"
 
 
 def refuse_non_object(body: Any) -> dict[str, Any]:
@@ -284,9 +288,18 @@ def refuse_non_object(body: Any) -> dict[str, Any]:
 
 
 def idempotency_key(key: str | None) -> str | None:
-    """An ``Idempotency-Key`` header: absent, or 1 to 255 characters that are not all blank."""
+    """An ``Idempotency-Key`` header: absent, or 1 to 191 visible ASCII characters (task-api-notes.md,
+    "Idempotency on generation routes")."""
     if key is None:
         return None
-    if not key.strip() or len(key) > MAX_KEY_LENGTH:
-        raise bad_request(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", "Idempotency-Key")
+    if not _VISIBLE_ASCII.fullmatch(key):
+        raise bad_request(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters (no spaces)", "Idempotency-Key"
+        )
     return key
+
+
+def body_fingerprint(endpoint: str, body: Mapping[str, Any]) -> str:
+    """A short digest of a submission, to tell 'the same key with the same body' from a reuse."""
+    canonical = json.dumps([endpoint, body], sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -17,9 +19,9 @@ from ..core.clock import Clock
 from ..core.spec import Spec
 from ..service import Fake, Store
 from ..settings import Settings
-from .control import control_app
+from .control import control_app, guarded
 from .edge import Edge
-from .http import EXCEPTION_HANDLERS
+from .http import EXCEPTION_HANDLERS, JSONResponse
 from .media import media_routes
 from .provider import provider_routes
 
@@ -36,6 +38,19 @@ def spec_routes(spec: Spec) -> list[BaseRoute]:
     return [Route("/openapi.yaml", as_yaml), Route("/openapi.json", as_json)]
 
 
+def health_route(fake: Fake) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /healthz``: liveness and the store's health, outside the control plane (it answers
+    with ``--no-control`` and needs no control token): 200 ``{"status": "ok", …}`` or 503."""
+
+    async def healthz(request: Request) -> Response:
+        check = getattr(fake, "health", None)
+        result = check() if callable(check) else {"status": "ok"}
+        found: dict[str, Any] = dict(await result if inspect.isawaitable(result) else result)
+        return JSONResponse(found, 200 if found.get("status") == "ok" else 503)
+
+    return healthz
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -46,8 +61,11 @@ def create_app(
     """The fake as an ASGI app. Every collaborator can be handed in (tests hand in a virtual clock)."""
     fake = Fake.open((settings or Settings()).validated(), clock=clock, store=store, spec=spec)
     routes: list[BaseRoute] = [*provider_routes(fake), *media_routes(fake), *spec_routes(fake.spec)]
+    routes.append(Route("/healthz", health_route(fake), methods=["GET", "HEAD"]))
     if fake.settings.control:
-        routes.append(Mount("/__mock__", app=control_app(fake)))
+        token = fake.settings.control_token
+        plane = control_app(fake)
+        routes.append(Mount("/__mock__", app=guarded(plane, token) if token else plane))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -8,7 +8,7 @@ reads its request and asks the service (``Fake``) once.
 
 from __future__ import annotations
 
-import json
+import hmac
 import os
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..core import faults
-from ..core.accounts import account_id
-from ..core.errors import ApiError, bad_request
+from ..core import faults, har, jsonio
+from ..core.accounts import account_id, bearer_token
+from ..core.errors import AUTHENTICATION, ApiError, bad_request, error_body
 from ..core.spec import CONTROL, Spec
 from ..service import Fake
 from .http import EXCEPTION_HANDLERS, JSONResponse
@@ -32,9 +33,9 @@ DASHBOARD = Path(__file__).resolve().parent / "dashboard"
 async def _body(request: Request, spec: Spec, schema: str) -> dict[str, Any]:
     raw = await request.body()
     try:
-        body = json.loads(raw) if raw.strip() else {}
-    except (ValueError, RecursionError) as exc:
-        raise bad_request(f"malformed JSON: {exc}") from None
+        body = jsonio.loads(raw) if raw.strip() else {}
+    except UnicodeDecodeError:
+        raise bad_request("request body is not valid UTF-8") from None
     spec.check(schema, body)
     result: dict[str, Any] = body
     return result
@@ -55,6 +56,39 @@ def _whole(query: Any, name: str, default: int | None = None, *, lowest: int = 0
     return int(raw)
 
 
+def guarded(app: ASGIApp, token: str) -> ASGIApp:
+    """``app`` answering only requests with ``Authorization: Bearer <token>`` (401 otherwise),
+    except the dashboard page and its static files, which ask for the token themselves."""
+    expected = token.encode("utf-8")
+
+    async def guard(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not _public(scope):
+            given = None
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    given = bearer_token(value.decode("latin-1"))
+            if given is None or not hmac.compare_digest(given.encode("latin-1", "replace"), expected):
+                reason = "missing" if given is None else "wrong"
+                body = error_body(
+                    401,
+                    f"the control plane needs 'Authorization: Bearer <control token>' ({reason} token)",
+                    AUTHENTICATION,
+                )
+                challenge = {"www-authenticate": 'Bearer realm="mockserver control plane"'}
+                await JSONResponse(body, 401, headers=challenge)(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return guard
+
+
+def _public(scope: Scope) -> bool:
+    """The dashboard page and its assets: they hold no state (the page's own calls carry the token)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    inner = path[len(root) :] if root and path.startswith(root) else path
+    return scope["method"] in ("GET", "HEAD") and (inner in ("", "/") or inner.startswith("/dashboard/"))
+
+
 def control_app(fake: Fake) -> Starlette:
     spec = Spec(name=CONTROL)
     clock = fake.clock
@@ -63,7 +97,9 @@ def control_app(fake: Fake) -> Starlette:
         return FileResponse(DASHBOARD / "index.html", media_type="text/html")
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "pid": os.getpid(), "state": fake.settings.state.split("://")[0]})
+        found = fake.health()  # {"status": "ok" | "unhealthy", "store": "ok" | why not}
+        body = {**found, "pid": os.getpid(), "state": fake.settings.state.split("://")[0]}
+        return JSONResponse(body, 200 if found["status"] == "ok" else 503)
 
     async def openapi(request: Request) -> Response:
         return Response(spec.json_bytes, media_type="application/json")
@@ -136,6 +172,10 @@ def control_app(fake: Fake) -> Starlette:
         )
         return JSONResponse({"requests": entries})
 
+    async def requests_har(request: Request) -> Response:
+        base = str(request.base_url).rstrip("/").removesuffix("/__mock__")
+        return JSONResponse(har.document(fake.journal(), base), headers={"content-disposition": "inline"})
+
     async def ledger_route(request: Request) -> Response:
         return JSONResponse(fake.ledger(_account(request.query_params)))
 
@@ -177,6 +217,7 @@ def control_app(fake: Fake) -> Starlette:
             Route("/scenarios", clear_faults, methods=["DELETE"]),
             Route("/scenarios/{rule_id}", delete_fault, methods=["DELETE"]),
             Route("/requests", requests, methods=["GET"]),
+            Route("/requests.har", requests_har, methods=["GET"]),
             Route("/ledger", ledger_route, methods=["GET"]),
             Route("/balances", balances, methods=["POST"]),
             Route("/tasks", tasks, methods=["GET"]),

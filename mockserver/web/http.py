@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -10,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 from starlette.responses import Response
 
-from ..core import submission
+from ..core import jsonio, submission
 from ..core.errors import NOT_FOUND, SERVER, ApiError, bad_request, error_body
 from ..core.jsonio import dumps
 from ..service import Accepted, Facts
@@ -36,10 +35,6 @@ def media_type(request: Request) -> str | None:
     return raw.split(";", 1)[0].strip().lower()
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 async def read_json(request: Request) -> dict[str, Any]:
     """The body as a JSON object, or the provider's 400/415."""
     kind = media_type(request)
@@ -49,11 +44,9 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not raw.strip():
         raise bad_request("request body is empty; a JSON object is required")
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        body = jsonio.loads(raw)
     except UnicodeDecodeError:
         raise bad_request("request body is not valid UTF-8") from None
-    except (ValueError, RecursionError) as exc:
-        raise bad_request(f"malformed JSON: {exc}") from None
     return submission.refuse_non_object(body)
 
 
@@ -72,7 +65,9 @@ class BodyTooLarge(ApiError):
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return JSONResponse(exc.body(), exc.status, headers=exc.headers or None)
+    body = exc.body()
+    facts(request)["error"] = body["error"]  # the journal says why a request was refused
+    return JSONResponse(body, exc.status, headers=exc.headers or None)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -85,7 +80,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
     else:
         message = str(exc.detail)
     kind = NOT_FOUND if status == 404 else "invalid_request_error"
-    return JSONResponse(error_body(status, message, kind), status, headers=exc.headers)
+    body = error_body(status, message, kind)
+    facts(request)["error"] = body["error"]
+    return JSONResponse(body, status, headers=exc.headers)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

@@ -17,7 +17,7 @@ from ..core import dialects
 from ..core.errors import ApiError, bad_request
 from ..core.faults import FAULT_HEADER
 from ..core.media import Links, safe_filename
-from ..service import Fake, shortened
+from ..service import DIALECT_HEADER, Fake, shortened
 from .http import JSONResponse, facts, media_type, read_json, submitted
 
 # Malformed multipart parts are answered with a 400; the parser's own warning about them is noise.
@@ -48,8 +48,7 @@ class LinkCache:
 
 def provider_routes(fake: Fake) -> list[BaseRoute]:
     links = LinkCache(fake.settings.public_url)
-    dialect = fake.settings.task_dialect
-    url_shape, media_ttl = fake.settings.unified_url_shape, fake.settings.media_ttl_seconds
+    settings = fake.settings
 
     def submission(endpoint: str):  # type: ignore[no-untyped-def]
         async def submit(request: Request) -> Response:
@@ -79,14 +78,21 @@ def provider_routes(fake: Fake) -> list[BaseRoute]:
         )
         if dialect == "unified":
             body = dialects.unified_task(
-                polled.record, polled.view, links(request), url_shape=url_shape, media_ttl=media_ttl
+                polled.record,
+                polled.view,
+                links(request),
+                url_shape=settings.unified_url_shape,
+                media_ttl=settings.media_ttl_seconds,
+                video_items=settings.unified_video_items,
+                usd_per_credit=settings.usd_per_credit,
             )
         else:
-            body = dialects.mj_task(polled.record, polled.view, links(request))
+            body = dialects.mj_task(polled.record, polled.view, links(request), usd_per_credit=settings.usd_per_credit)
         return JSONResponse(body)
 
     async def get_task(request: Request) -> Response:
-        return await poll(request, dialect)
+        requested = request.headers.get(DIALECT_HEADER)
+        return await poll(request, fake.dialect_for(request.headers.get("authorization"), requested))
 
     async def get_mj_task(request: Request) -> Response:
         return await poll(request, "mj")
