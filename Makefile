@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: serve test lint typecheck unit e2e bench clean
+.PHONY: serve test lint typecheck unit e2e bench screenshots clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
@@ -36,6 +36,10 @@ e2e: $(STAMP)
 # Everything: lint, types, every test.
 test: lint typecheck
 	$(BIN)/pytest $(ARGS)
+
+# The README's pictures, taken by the dashboard's browser tests.
+screenshots: $(STAMP)
+	MOCKSERVER_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_dashboard.py
 
 # Not part of `make test`: figures for this machine, printed as ratios against a bare endpoint.
 bench: $(STAMP)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +29,9 @@ CHROMIUM_ARGS = (
     "--autoplay-policy=no-user-gesture-required",
 )
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# `make screenshots` (MOCKSERVER_SCREENSHOTS=docs/screenshots) refreshes the README's pictures;
+# an ordinary run writes them beside the other temporary files, leaving the work tree clean.
+SCREENSHOTS = Path(os.environ.get("MOCKSERVER_SCREENSHOTS") or Path(tempfile.gettempdir()) / "mockserver-screenshots")
 VIEWPORT = {"width": 1400, "height": 900}
 
 
@@ -90,7 +93,7 @@ def page(instance: Browser, **options: Any) -> Iterator[Page]:
 
 
 def screenshot(tab: Page, name: str) -> Path:
-    """docs/screenshots/<name>.png of the whole page."""
+    """<name>.png of the whole page, in SCREENSHOTS."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     target = SCREENSHOTS / f"{name}.png"
     tab.screenshot(path=str(target), full_page=True)

@@ -3,7 +3,7 @@
 One server (``--task-seconds 10``) and one browser for the module; each test resets the
 server, freezes its clock and opens a fresh page. Nothing sleeps: every wait is for a
 condition, bounded by Playwright's timeouts. Each test leaves a screenshot of its view
-in docs/screenshots/.
+in $MOCKSERVER_SCREENSHOTS (`make screenshots`: docs/screenshots/).
 """
 
 from __future__ import annotations
