@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 
 from mockserver.core.ledger import NEVER_CHARGED, load_prices
 from mockserver.core.spec import CONTROL, load_document, spec_path
-from mockserver.testing.control import MockControl
+from mockserver.testing.control import ControlError, MockControl
 from mockserver.testing.process import ServerProcess
 
 from .helpers import BODY, VIDEO
@@ -190,7 +190,7 @@ def test_clock_moves_only_forward(apimart_mock: MockControl) -> None:
     start = apimart_mock.clock.now()
     assert apimart_mock.clock.advance(90) == start + 90
     assert apimart_mock.clock.set(start + 100) == start + 100
-    with pytest.raises(AssertionError):
+    with pytest.raises(ControlError, match="only moves forward"):
         apimart_mock.clock.set(start)
 
 
@@ -215,10 +215,17 @@ def test_control_plane_spec(client: httpx.Client, apimart_mock: MockControl) -> 
     assert apimart_mock.http.post("/scenarios", json={"scenario": "drop", "times": 0}).status_code == 400
 
 
-def test_control_plane_never_answers_provider_paths(apimart_mock: MockControl) -> None:
-    for path in ("/v1/tasks/x", "/v1/midjourney/x", "/media/task_x/0.mp4", "/openapi.yaml"):
-        assert apimart_mock.http.get(path).status_code == 404
-    assert apimart_mock.http.post("/v1/midjourney/generations/video", json=BODY).status_code == 404
+def test_control_plane_never_answers_provider_paths(apimart_mock: MockControl, client: httpx.Client) -> None:
+    """Under /__mock__/ the provider's paths are unknown routes (the control plane's own 404 body),
+    while the same paths at the root are the provider's (401 without a key, not 404)."""
+    for path in ("/v1/tasks/x", "/v1/midjourney/x"):
+        answer = apimart_mock.http.get(path)
+        assert answer.status_code == 404
+        assert answer.json()["error"]["message"] == f"no route for GET /__mock__{path}"
+        assert client.get(path, headers={"Authorization": ""}).status_code == 401
+    posted = apimart_mock.http.post("/v1/midjourney/generations/video", json=BODY)
+    assert posted.json()["error"]["message"] == "no route for POST /__mock__/v1/midjourney/generations/video"
+    assert client.post("/v1/midjourney/generations/video", json=BODY).status_code == 200
 
 
 def test_journal_as_har(apimart_mock: MockControl, client: httpx.Client) -> None:

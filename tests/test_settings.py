@@ -104,8 +104,3 @@ def test_every_field_is_a_flag_and_a_variable() -> None:
 def test_bad_values_refused(env: dict[str, str]) -> None:
     with pytest.raises((ValueError, argparse.ArgumentTypeError)):
         Settings.from_env(env)
-
-
-def test_settings_are_frozen() -> None:
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        Settings().port = 1  # type: ignore[misc]

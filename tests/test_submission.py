@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 from typing import Any
 
 import pytest
@@ -301,13 +302,22 @@ def test_uploaded_frame_measured() -> None:
     submission.frame_within_limit(FRAME, "image_urls[0]", 12 * MiB, measure)
 
 
-def test_foreign_url_not_fetched() -> None:
-    def measure(url: str) -> int | None:
-        raise AssertionError("a foreign URL must not be measured")
+def test_foreign_url_accepted_without_a_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A foreign http(s) URL is only looked up among this server's uploads (not one of them: no
+    size), and accepted without any network access."""
+    asked: list[str] = []
 
-    submission.frame_within_limit(FRAME, "image_urls[0]", 12 * MiB, lambda url: None)
-    with pytest.raises(AssertionError):
-        submission.frame_within_limit(FRAME, "image_urls[0]", 12 * MiB, measure)
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a foreign frame must not be fetched")
+
+    def measure(url: str) -> int | None:
+        asked.append(url)
+        return None
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    submission.frame_within_limit(FRAME, "image_urls[0]", 12 * MiB, measure)
+    assert asked == [FRAME]
 
 
 @pytest.mark.parametrize(
