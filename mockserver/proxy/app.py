@@ -276,17 +276,7 @@ class Proxy:
                 self.cap.release()  # refused: no task was made
             else:
                 self.cap.uncertain(price_key)  # a 5xx (or a 2xx without a task id): it may exist
-            if self.recorder is not None:
-                self.recorder.refusal(
-                    method=exchange.method,
-                    path=exchange.path,
-                    endpoint=exchange.op.kind,
-                    body=verdict.body if verdict.body is not None else parsed(exchange.raw),
-                    status=status,
-                    answer=answer,
-                    source="upstream",
-                    secret=exchange.secret,
-                )
+            self._record_refusal(exchange, verdict, status, answer, "upstream")
             return
         exchange.task_id = task_id
         replayed = upstream.headers.get("idempotency-replayed", "").lower() == "true"
@@ -431,17 +421,7 @@ class Proxy:
                 replaced=False,
                 scrub=exchange.scrub,
             )
-        if self.recorder is not None:
-            self.recorder.refusal(
-                method=exchange.method,
-                path=exchange.path,
-                endpoint=exchange.op.kind,
-                body=verdict.body if verdict.body is not None else parsed(exchange.raw),
-                status=402,
-                answer=body,
-                source="proxy",
-                secret=exchange.secret,
-            )
+        self._record_refusal(exchange, verdict, 402, body, "proxy")
         return _json(body, 402)
 
     def _unreachable(self, exchange: Exchange, verdict: RequestVerdict, price_key: str, exc: Exception) -> Response:
@@ -464,6 +444,13 @@ class Proxy:
         body = error_body(
             status, f"mockserver proxy: {self.upstream} did not answer ({type(exc).__name__})", BAD_GATEWAY
         )
+        self._record_refusal(exchange, verdict, status, body, "proxy")
+        return _json(body, status)
+
+    def _record_refusal(
+        self, exchange: Exchange, verdict: RequestVerdict, status: int, answer: Any, source: str
+    ) -> None:
+        """A refused submission for the recording (the request body as checked, or as sent)."""
         if self.recorder is not None:
             self.recorder.refusal(
                 method=exchange.method,
@@ -471,11 +458,10 @@ class Proxy:
                 endpoint=exchange.op.kind,
                 body=verdict.body if verdict.body is not None else parsed(exchange.raw),
                 status=status,
-                answer=body,
-                source="proxy",
+                answer=answer,
+                source=source,
                 secret=exchange.secret,
             )
-        return _json(body, status)
 
     def _internal_error(self, doing: str) -> None:
         last = traceback.format_exc(limit=3).strip().splitlines()[-1]
