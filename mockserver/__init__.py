@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .core.clock import Clock, ShiftedClock, SystemClock, VirtualClock
     from .settings import Settings
-    from .testing import ControlError, InProcessFake, MockControl, RunningServer, ServerProcess
+    from .testing import ControlError, InProcessFake, MockControl, NetworkBlocked, RunningServer, ServerProcess
     from .web.app import create_app
 
 __version__ = "0.2.0"
@@ -30,12 +30,14 @@ _WHERE = {
     "ServerProcess": "mockserver.testing",
     "MockControl": "mockserver.testing",
     "ControlError": "mockserver.testing",
+    "NetworkBlocked": "mockserver.testing",
 }
 __all__ = [
     "Clock",
     "ControlError",
     "InProcessFake",
     "MockControl",
+    "NetworkBlocked",
     "RunningServer",
     "ServerProcess",
     "Settings",

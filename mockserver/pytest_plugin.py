@@ -17,7 +17,19 @@ With ini ``apimart_server_control_token`` the server requires that control token
 and the control object sends it (as it does for ``--control-token`` in the args).
 
 Both yield a ``MockControl``: ``.base_url``, ``.clock``, ``.faults``,
-``.journal``, ``.ledger``, ``.reset()``, ``.task(id)``.
+``.journal``, ``.ledger``, ``.responses``, ``.reset()``, ``.task(id)``, …
+
+Three marker options belong to the fixtures rather than the server (each with an ini default):
+
+- ``assert_all_faults_fired`` (ini ``apimart_assert_all_faults_fired``, default true): at
+  teardown, every fault rule and canned response added with ``times=N`` must have fired N
+  times (rules with a probability below 1 are not checked), or the test errors.
+- ``block_network`` (ini ``apimart_block_network``, default false): an httpx request to a host
+  that is neither the fake's base URL host nor loopback raises ``mockserver.NetworkBlocked``
+  (an ``httpx.ConnectError``), and the test errors at teardown even if the client swallowed it.
+  A request another respx router answers or passes through on purpose is that router's.
+- ``snapshot="file.json"``: the test starts from that state (``GET /__mock__/state``); a
+  relative path is read from the test file's directory.
 
 Loading this plugin imports nothing but pytest: every pytest run of every project
 that installs the package pays for it. The fake itself is imported by the fixtures.
@@ -26,8 +38,9 @@ that installs the package pays for it. The fake itself is imported by the fixtur
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import pytest
 
@@ -43,14 +56,93 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "control token apimart_server's server requires and its control object sends (--control-token)",
         default="",
     )
+    parser.addini(
+        "apimart_assert_all_faults_fired",
+        "at teardown, fail a test whose fault rules or canned responses added with times=N did not fire N times",
+        type="bool",
+        default=True,
+    )
+    parser.addini(
+        "apimart_block_network",
+        "httpx requests to hosts other than the fake's and loopback raise NetworkBlocked instead of going out",
+        type="bool",
+        default=False,
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "apimart(**settings): settings of the apimart_mock fake (base_url=, task_seconds=, …) and of "
-        "apimart_server's server (any `mockserver serve` setting; a server per distinct set)",
+        "apimart_server's server (any `mockserver serve` setting; a server per distinct set); and the "
+        "fixtures' own assert_all_faults_fired=, block_network=, snapshot=",
     )
+
+
+CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Note whether the test itself failed: the fixtures' teardown checks then stay quiet."""
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
+
+
+class FixtureOptions(NamedTuple):
+    """What a test asks of the fixtures themselves (not of the server)."""
+
+    assert_all_faults_fired: bool
+    block_network: bool
+    snapshot: Path | None
+
+
+def fixture_options(request: pytest.FixtureRequest, options: dict[str, Any]) -> FixtureOptions:
+    """Take the fixtures' own options out of a marker's settings; the ini gives their defaults."""
+    config = request.config
+    snapshot = options.pop("snapshot", None)
+    path = None
+    if snapshot is not None:
+        path = Path(snapshot)
+        if not path.is_absolute():
+            path = Path(request.node.path).parent / path
+    return FixtureOptions(
+        bool(options.pop("assert_all_faults_fired", config.getini("apimart_assert_all_faults_fired"))),
+        bool(options.pop("block_network", config.getini("apimart_block_network"))),
+        path,
+    )
+
+
+def _teardown_checks(request: pytest.FixtureRequest, control: MockControl, wanted: FixtureOptions) -> None:
+    """Fail the test (at teardown) for requests block_network refused, and for fault rules and canned
+    responses added with times=N that did not fire N times; not when the test failed already."""
+    if request.node.stash.get(CALL_FAILED, False):
+        return
+    problems = []
+    if control.blocked:
+        problems.append(
+            "block_network kept these requests from leaving (the client may have swallowed the error; a test "
+            "that provokes one on purpose clears apimart_mock.blocked):\n"
+            + "\n".join(f"  {line}" for line in control.blocked)
+        )
+    if wanted.assert_all_faults_fired:
+        for rule in control.faults.unfired():
+            problems.append(
+                f"the fault rule {rule['scenario']} on {rule['endpoint']} ({rule['id']}) was added with "
+                f"times={rule['times']} but fired {rule.get('fired', 0)} time(s)"
+            )
+        for canned in control.responses.unused():
+            problems.append(
+                f"the canned response for {canned.get('method') or 'any method'} {canned['path']} ({canned['id']}) "
+                f"was added with times={canned['times']} but answered {canned.get('fired', 0)} time(s)"
+            )
+    if problems:
+        hint = " (@pytest.mark.apimart(assert_all_faults_fired=False) turns the fire count check off)"
+        pytest.fail("\n".join(problems) + (hint if wanted.assert_all_faults_fired else ""), pytrace=False)
 
 
 @pytest.fixture
@@ -62,8 +154,13 @@ def apimart_mock(request: pytest.FixtureRequest) -> Iterator[MockControl]:
     if marker is not None:
         options.update(marker.kwargs)
     options.update(getattr(request, "param", None) or {})
-    with InProcessFake(**options) as control:
+    wanted = fixture_options(request, options)
+    fake = InProcessFake(block_network=wanted.block_network, **options)
+    with fake as control:
+        if wanted.snapshot is not None:
+            control.load_state(wanted.snapshot)
         yield control
+        _teardown_checks(request, control, wanted)
 
 
 Scope = Literal["session", "package", "module", "class", "function"]
@@ -169,13 +266,30 @@ def apimart_server_process(apimart_server_pool: _ServerPool) -> MockControl:
 
 
 @pytest.fixture
-def apimart_server(request: pytest.FixtureRequest, apimart_server_pool: _ServerPool) -> MockControl:
+def apimart_server(request: pytest.FixtureRequest, apimart_server_pool: _ServerPool) -> Iterator[MockControl]:
     """A real server with ini ``apimart_server_args`` and this test's ``@pytest.mark.apimart(...)``
     settings (a server per distinct set of flags, restarted never: cached for the scope), reset
-    and with its clock frozen."""
+    and with its clock frozen (then loaded from ``snapshot=``, if given)."""
     marker = request.node.get_closest_marker("apimart")
-    extra = marker_flags(dict(marker.kwargs)) if marker is not None else []
+    options = dict(marker.kwargs) if marker is not None else {}
+    wanted = fixture_options(request, options)
+    extra = marker_flags(options)
     control = apimart_server_pool.get(extra) if extra else request.getfixturevalue("apimart_server_process")
     control.reset()
     control.clock.freeze()
-    return control
+    if wanted.snapshot is not None:
+        control.load_state(wanted.snapshot)
+    if not wanted.block_network:
+        yield control
+        _teardown_checks(request, control, wanted)
+        return
+    from .testing import network_guard
+
+    guard = network_guard(control.base_url)
+    control.blocked = guard.blocked
+    try:
+        with guard:
+            yield control
+        _teardown_checks(request, control, wanted)
+    finally:
+        control.blocked = []

@@ -15,7 +15,18 @@ EXAMPLES = {m.group("name"): m.group("code") for m in EXAMPLE.finditer(README.re
 
 
 def test_readme_has_the_examples() -> None:
-    assert set(EXAMPLES) == {"mock_sync", "mock_async", "clock", "fault", "ledger", "server"}
+    assert set(EXAMPLES) == {
+        "mock_sync",
+        "mock_async",
+        "clock",
+        "fault",
+        "ledger",
+        "server",
+        "verify",
+        "strict",
+        "seed",
+        "respond",
+    }
 
 
 def test_examples_pass(pytester: pytest.Pytester) -> None:

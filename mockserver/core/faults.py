@@ -162,6 +162,8 @@ class FaultRule:
     fields: Mapping[str, Any] = field(default_factory=dict)
     times: int | None = None  # None: every time
     probability: float = 1.0
+    # How often it has fired: the store keeps the count (``Store.fault_rule_counts``); listings fill it in.
+    fired: int = field(default=0, compare=False)
 
     def matches(self, endpoint: str, account: str | None, body: Mapping[str, Any] | None) -> bool:
         if self.endpoint not in ("any", endpoint):
@@ -184,6 +186,7 @@ class FaultRule:
             "fields": dict(self.fields),
             "times": self.times,
             "probability": self.probability,
+            "fired": self.fired,
         }
 
     @classmethod
@@ -196,6 +199,7 @@ class FaultRule:
             fields=dict(data.get("fields") or {}),
             times=data.get("times"),
             probability=float(data.get("probability", 1.0)),
+            fired=int(data.get("fired") or 0),
         )
 
 

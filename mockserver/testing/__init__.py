@@ -6,12 +6,22 @@ is the fake under uvicorn on a free loopback port (``ServerProcess`` the bare
 child process). Both expose the same ``MockControl``.
 """
 
-from .control import ClockControl, ControlError, FaultControl, JournalControl, LedgerControl, MockControl
-from .fake import DEFAULT_BASE_URL, InProcessFake, RunningServer
+from .control import (
+    AccountControl,
+    ClockControl,
+    ControlError,
+    FaultControl,
+    JournalControl,
+    LedgerControl,
+    MockControl,
+    ResponseControl,
+)
+from .fake import DEFAULT_BASE_URL, InProcessFake, NetworkBlocked, RunningServer, network_guard
 from .process import ServerProcess, free_port
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "AccountControl",
     "ClockControl",
     "ControlError",
     "FaultControl",
@@ -19,7 +29,10 @@ __all__ = [
     "JournalControl",
     "LedgerControl",
     "MockControl",
+    "NetworkBlocked",
+    "ResponseControl",
     "RunningServer",
     "ServerProcess",
     "free_port",
+    "network_guard",
 ]

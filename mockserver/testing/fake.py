@@ -2,13 +2,15 @@
 
 ``InProcessFake`` routes every httpx call for one base URL to the fake's ASGI
 app, sync and async clients alike, without opening a socket; calls to other
-hosts go through untouched. ``RunningServer`` is the fake under uvicorn on a
-free loopback port. Both expose the same ``MockControl``.
+hosts go through untouched (with ``block_network=True``, only to loopback and
+the base URL's host: any other raises ``NetworkBlocked``). ``RunningServer`` is
+the fake under uvicorn on a free loopback port. Both expose the same ``MockControl``.
 """
 
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +34,21 @@ CONTROL_HOST = "http://mockserver.testing.control"
 _IN_ASYNC = contextvars.ContextVar("mockserver_in_async", default=False)
 
 
+class NetworkBlocked(httpx.ConnectError):
+    """httpx's error for a request ``block_network`` kept from leaving: its host is neither the
+    fake's base URL host nor loopback (a client pointed at the real API by mistake, say)."""
+
+
+def loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class _Router(respx.MockRouter):
     """respx's router for the fake's base URL, composed with any other respx router.
 
@@ -46,9 +63,26 @@ class _Router(respx.MockRouter):
     It also tells the side effect whether an async client is asking.
     """
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, block_network: bool = False) -> None:
         super().__init__(assert_all_called=False, assert_all_mocked=True)
         self.prefix = base_url + "/"
+        self.host = urlsplit(base_url).hostname or ""
+        self.block_network = block_network
+        self.blocked: list[str] = []  # what block_network refused, for the fixture's teardown
+
+    def elsewhere(self, request: httpx.Request) -> httpx.Request:
+        """A request for another URL nobody after this router decides: it goes out (passes through)
+        unless ``block_network`` is on and its host is neither the base URL's nor loopback."""
+        host = request.url.host
+        if not self.block_network or host == self.host or loopback(host):
+            return request  # a side effect that returns the request passes it through
+        self.blocked.append(f"{request.method} {request.url}")
+        raise NetworkBlocked(
+            f"mockserver: block_network kept {request.method} {request.url} from leaving the process: only "
+            f"{self.host} (the fake's base URL {self.prefix.rstrip('/')}) and loopback may be reached. Is the "
+            "client's base URL the fake's?",
+            request=request,
+        )
 
     def start(self) -> None:
         super().start()
@@ -80,22 +114,30 @@ class _Router(respx.MockRouter):
 class InProcessFake:
     """The fake in-process: ``with InProcessFake(task_seconds=0) as mock: …``."""
 
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, start: float | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        start: float | None = None,
+        block_network: bool = False,
+        **settings: Any,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.clock = VirtualClock(start=time.time() if start is None else start)
         self.app = create_app(Settings(**{"task_seconds": 0.0, **settings}), clock=self.clock)
         root_path = urlsplit(self.base_url).path  # a base URL with a path prefix: the app is mounted there
         self._sync = SyncASGITransport(self.app, root_path)
         self._async = AsyncASGITransport(self.app, root_path)
-        self.router = _Router(self.base_url)
+        self.router = _Router(self.base_url, block_network=block_network)
         self.router.route(url__startswith=self.router.prefix).mock(side_effect=self._handle)
-        self.router.route().pass_through()
+        self.router.route().mock(side_effect=self.router.elsewhere)
         control_url = CONTROL_HOST + root_path + "/__mock__"
         token = self.app.state.fake.settings.control_token
         headers = {"Authorization": f"Bearer {token}"} if token else None
         self.control = MockControl(
             httpx.Client(transport=self._sync, base_url=control_url, headers=headers), self.base_url
         )
+        self.control.blocked = self.router.blocked
 
     def _handle(self, request: httpx.Request) -> Any:
         if _IN_ASYNC.get():
@@ -112,6 +154,15 @@ class InProcessFake:
         self.router.__exit__(kind, value, traceback)
         self.control.close()
         self._sync.close()
+
+
+def network_guard(base_url: str) -> _Router:
+    """A respx router (use it as a context manager) that lets httpx reach only ``base_url``'s host and
+    loopback: any other request raises ``NetworkBlocked`` (``apimart_server``'s ``block_network``)."""
+    guard = _Router(base_url.rstrip("/"), block_network=True)
+    guard.route(url__startswith=guard.prefix).pass_through()
+    guard.route().mock(side_effect=guard.elsewhere)
+    return guard
 
 
 def control_token_of(args: Sequence[str]) -> str | None:

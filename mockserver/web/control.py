@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..core import faults, har, jsonio
+from ..core import faults, har, jsonio, matching
 from ..core.accounts import account_id, bearer_token
 from ..core.errors import AUTHENTICATION, ApiError, bad_request, error_body
 from ..core.spec import CONTROL, Spec
@@ -45,6 +46,23 @@ def _account(values: Any) -> str | None:
     """An account named by ``account`` (its id) or ``token`` (the bearer token)."""
     token = values.get("token")
     return account_id(token) if token else values.get("account")
+
+
+ACCOUNT_ID = re.compile(r"acct_[0-9a-f]{16}")
+
+
+def _named(value: str) -> str:
+    """The account a path names: an account id (``acct_…``) as it is, anything else as a token."""
+    return value if ACCOUNT_ID.fullmatch(value) else account_id(value)
+
+
+def _flag(query: Any, name: str) -> bool | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() not in ("true", "false", "1", "0"):
+        raise bad_request(f"{name} must be true or false (got {raw[:20]!r})", name)
+    return raw.lower() in ("true", "1")
 
 
 def _whole(query: Any, name: str, default: int | None = None, *, lowest: int = 0) -> int | None:
@@ -136,7 +154,7 @@ def control_app(fake: Fake) -> Starlette:
             {"name": k.name, "summary": k.summary, "params": dict(k.params), "task": k.task}
             for k in faults.CATALOGUE.values()
         ]
-        return JSONResponse({"catalogue": catalogue, "rules": [r.to_dict() for r in fake.fault_rules()]})
+        return JSONResponse({"catalogue": catalogue, "rules": [r.to_dict() for r in fake.rule_listing()]})
 
     async def add_fault(request: Request) -> Response:
         body = await _body(request, spec, "RuleRequest")
@@ -169,8 +187,20 @@ def control_app(fake: Fake) -> Starlette:
             account=_account(q),
             status=_whole(q, "status"),
             limit=_whole(q, "limit"),
+            refused=_flag(q, "refused"),
         )
         return JSONResponse({"requests": entries})
+
+    async def verify(request: Request) -> Response:
+        body = await _body(request, spec, "Verification")
+        expectation = matching.Expectation(
+            method=body.get("method"),
+            path=body.get("path"),
+            json_contains=body.get("json_contains"),
+            account=_account(body),
+            status=body.get("status"),
+        )
+        return JSONResponse(fake.verify(expectation, body.get("times"), body.get("since", 0)))
 
     async def requests_har(request: Request) -> Response:
         base = str(request.base_url).rstrip("/").removesuffix("/__mock__")
@@ -204,6 +234,57 @@ def control_app(fake: Fake) -> Starlette:
     async def task(request: Request) -> Response:
         return JSONResponse(fake.task(request.path_params["task_id"]))
 
+    async def seed_task(request: Request) -> Response:
+        body = await _body(request, spec, "SeedTask")
+        account = _account(body)
+        if account is None:
+            raise bad_request("name the account by token or account", "token")
+        record = fake.seed_task(
+            account,
+            action=body.get("action", "VIDEO"),
+            status=body.get("status", "SUCCESS"),
+            progress=body.get("progress"),
+            fail_reason=body.get("fail_reason"),
+            prompt=body.get("prompt"),
+            batch_size=body.get("batch_size", 1),
+            video_type=body.get("video_type"),
+            speed=body.get("speed"),
+            task_seconds=body.get("task_seconds"),
+            ended_seconds_ago=body.get("ended_seconds_ago", 0.0),
+            expired=body.get("expired", False),
+            charged=body.get("charged", False),
+            task_id=body.get("id"),
+        )
+        return JSONResponse({"task_id": record.id, **fake.internal_task(record)})
+
+    async def state(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(fake.export_state(upload_data=bool(_flag(request.query_params, "upload_data"))))
+        return JSONResponse({"imported": fake.import_state(await _body(request, spec, "State"))})
+
+    async def list_responses(request: Request) -> Response:
+        return JSONResponse({"responses": [r.to_dict() for r in fake.canned_listing()]})
+
+    async def add_response(request: Request) -> Response:
+        body = await _body(request, spec, "CannedRequest")
+        return JSONResponse(fake.add_canned_response(body, _account(body)).to_dict())
+
+    async def clear_responses(request: Request) -> Response:
+        fake.clear_canned_responses()
+        return JSONResponse({"deleted": "all"})
+
+    async def delete_response(request: Request) -> Response:
+        response_id = request.path_params["response_id"]
+        fake.delete_canned_response(response_id)
+        return JSONResponse({"deleted": response_id})
+
+    async def account_route(request: Request) -> Response:
+        account = _named(request.path_params["account"])
+        if request.method == "GET":
+            return JSONResponse({"account": account, "settings": fake.account_settings(account)})
+        changes = await _body(request, spec, "AccountSettings")
+        return JSONResponse({"account": account, "settings": fake.configure_account(account, changes)})
+
     app = Starlette(
         routes=[
             Route("/", dashboard, methods=["GET"]),
@@ -218,10 +299,18 @@ def control_app(fake: Fake) -> Starlette:
             Route("/scenarios/{rule_id}", delete_fault, methods=["DELETE"]),
             Route("/requests", requests, methods=["GET"]),
             Route("/requests.har", requests_har, methods=["GET"]),
+            Route("/requests/verify", verify, methods=["POST"]),
             Route("/ledger", ledger_route, methods=["GET"]),
             Route("/balances", balances, methods=["POST"]),
             Route("/tasks", tasks, methods=["GET"]),
+            Route("/tasks", seed_task, methods=["POST"]),
             Route("/tasks/{task_id}", task, methods=["GET"]),
+            Route("/state", state, methods=["GET", "PUT"]),
+            Route("/responses", list_responses, methods=["GET"]),
+            Route("/responses", add_response, methods=["POST"]),
+            Route("/responses", clear_responses, methods=["DELETE"]),
+            Route("/responses/{response_id}", delete_response, methods=["DELETE"]),
+            Route("/accounts/{account}", account_route, methods=["GET", "POST"]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
     )
