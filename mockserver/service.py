@@ -16,21 +16,22 @@ from a benchmark or a unit test as from a route.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import dataclasses
 import functools
 import math
 import random
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ulid import ULID
-
-from .core import clips, faults, images, ledger, lifecycle, replay, submission
+from .core import canned, clips, faults, images, jsonio, ledger, lifecycle, matching, replay, seeding, submission
 from .core.accounts import account_id, bearer_token
-from .core.clock import Clock, ShiftedClock
+from .core.canned import CannedResponse
+from .core.clock import LATEST, Clock, ShiftedClock
 from .core.errors import (
     APIMART,
     AUTHENTICATION,
@@ -44,18 +45,25 @@ from .core.errors import (
     bad_request,
 )
 from .core.faults import Fault, FaultRule
+from .core.ids import UlidMaker
+from .core.journal import Entry
 from .core.media import GRID_PNG, IMAGE_PNGS, clip_file, upload_id_of
 from .core.records import CANCEL_OUTCOME, FAILURE_OUTCOME, IMAGINE, NEVER_OUTCOME, VIDEO, TaskRecord, UploadRecord
 from .core.spec import Spec
 from .settings import Settings
-from .store import Overdraft, Store, open_store
+from .store import AccountLimit, Overdraft, Store, open_store
+from .store.aio import HotStore, Inline, SharedClock, hot
 
 __all__ = ["Accepted", "Fake", "MediaFile", "Polled", "Store", "shortened"]
 
 Facts = MutableMapping[str, Any]
 DIALECT_HEADER = "X-Mock-Dialect"
 DIALECTS = ("unified", "mj")
-MAX_TIMESTAMP = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last second a ULID and a date can both say
+STATUS_CHUNK = 2000  # tasks read at a time when a listing filters by status
+EVICT_BATCH = 1000  # tasks one submission evicts at most: eviction never holds a request for long
+ACCOUNT_SETTINGS: dict[str, tuple[str, ...]] = {"task_dialect": DIALECTS}  # what an account may choose, and how
+STATE_VERSION = 1  # of the document GET /__mock__/state exports and PUT takes back
+HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})  # a canned response cannot set these
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,10 @@ class Fake:
         if store is None:
             timeout = settings.store_timeout_seconds
             store = open_store(settings.state, settings.journal_size, settings.journal_max_bytes, timeout=timeout)
-        return cls(settings, store, clock or ShiftedClock(state=store), spec)
+        if clock is None:
+            found = hot(store)  # a store that keeps a copy of the clock's offset: read from the copy
+            clock = ShiftedClock(state=store if found.shared() is None else SharedClock(store, found))
+        return cls(settings, store, clock, spec)
 
     def __init__(self, settings: Settings, store: Store, clock: Clock, spec: Spec | None = None) -> None:
         self.settings = settings
@@ -106,6 +117,14 @@ class Fake:
         self.accepted_keys = settings.accepted_keys()
         self._in_flight: set[tuple[str, str]] = set()  # idempotency keys being handled in this process
         self._next_sweep = 0.0
+        self._ulid = UlidMaker()  # monotonic ids, as the ulid package makes them, at a fifth of its cost
+        # The hot path's store calls (submissions, polls, the journal): at once on the memory store; off the
+        # event loop, or through an asyncio client, on SQLite and Redis (``store.aio``).
+        self.hot: HotStore = hot(store)
+        self.refreshes = self.hot.shared() is not None  # shared settings kept as a copy: refresh per request
+        self.inline = isinstance(self.hot, Inline)  # the store answers from memory: called at once
+        self.counts_requests = settings.rate_limit_per_minute > 0  # a route need not ``authorize`` otherwise
+        self._record: Callable[[Entry], Any] = (self.inline and getattr(store, "append_entry", None)) or self.hot.record
         self.batch_sizes = tuple(self.spec.enum("VideoRequest", "batch_size"))
         self.video_defaults = {
             name: self.spec.default("VideoRequest", name) for name in ("video_type", "motion", "animate_mode")
@@ -119,7 +138,7 @@ class Fake:
 
     # -- who is asking ------------------------------------------------------------------
 
-    def account(self, authorization: str | None, facts: Facts | None = None) -> str:
+    def account(self, authorization: str | None, facts: Facts | None = None, *, count: bool = True) -> str:
         """'Authorization: Bearer <token>'; each token is its own account. 401 otherwise;
         429 when the account is over its rate limit."""
         token = bearer_token(authorization)
@@ -134,8 +153,26 @@ class Fake:
         account = account_id(token)
         if facts is not None:
             facts["account"] = account
-        self._rate_limit(account)
+        if count:
+            self._rate_limit(account)
         return account
+
+    async def authorize(self, authorization: str | None, facts: Facts | None = None) -> str:
+        """``account`` for a route: the rate limit's count is taken without holding the event loop."""
+        if self.settings.rate_limit_per_minute <= 0:
+            return self.account(authorization, facts)
+        account = self.account(authorization, facts, count=False)
+        now = self.clock.now()
+        window = int(now // 60)
+        self._over_limit(await self.hot.hit(account, window), now, window)
+        return account
+
+    async def begin(self) -> None:
+        """Once per request, first: make this process's copy of the shared settings (the clock's offset,
+        fault rules, canned responses, accounts' settings) current, when the store keeps one."""
+        if self.refreshes:
+            with contextlib.suppress(StoreUnavailable):  # the last copy serves; the request's own calls say 503
+                await self.hot.refresh()
 
     def _rate_limit(self, account: str) -> None:
         limit = self.settings.rate_limit_per_minute
@@ -143,7 +180,11 @@ class Fake:
             return
         now = self.clock.now()
         window = int(now // 60)
-        if self.store.hit(account, window) > limit:
+        self._over_limit(self.store.hit(account, window), now, window)
+
+    def _over_limit(self, count: int, now: float, window: int) -> None:
+        limit = self.settings.rate_limit_per_minute
+        if count > limit:
             retry = max(1, math.ceil((window + 1) * 60 - now))
             raise ApiError(
                 429,
@@ -153,7 +194,7 @@ class Fake:
             )
 
     def new_id(self, prefix: str) -> str:
-        return f"{prefix}_{ULID.from_timestamp(min(max(self.clock.now(), 0.0), MAX_TIMESTAMP))}"
+        return f"{prefix}_{self._ulid(min(max(self.clock.now(), 0.0), LATEST))}"
 
     # -- faults -------------------------------------------------------------------------
 
@@ -162,8 +203,43 @@ class Fake:
     ) -> Fault | None:
         prompt = body.get("prompt") if body is not None else None
         return faults.choose(
-            header, prompt, self.store.fault_rules(), endpoint, account, body, self.rng, self.store.fire_fault_rule
+            header, prompt, self._rules(), endpoint, account, body, self.rng, self.store.fire_fault_rule
         )
+
+    async def _choose(
+        self, header: str | None, endpoint: str, account: str | None, body: dict[str, Any] | None = None
+    ) -> Fault | None:
+        """``choose_fault`` with the rule's firing counted through the hot store: ``faults.choose`` walks the
+        rules; the first it would fire is fired here, and when it had no firing left the walk goes on after it."""
+        if header is not None:
+            return faults.parse(header)
+        prompt = body.get("prompt") if body is not None else None
+        pending = list(self._rules())
+        if not pending:
+            return faults.from_prompt(prompt)
+        while True:
+            picked: list[str] = []
+            fault = faults.choose(None, prompt, pending, endpoint, account, body, self.rng, _picking(picked))
+            if not picked or await self.hot.fire_fault_rule(picked[0]):
+                return fault
+            index = next(n for n, rule in enumerate(pending) if rule.id == picked[0])
+            pending = pending[index + 1 :]
+
+    def _rules(self) -> list[FaultRule] | tuple[FaultRule, ...]:
+        shared = self.hot.shared()
+        return shared.rules if shared is not None else self.store.fault_rules()
+
+    def canned_possible(self) -> bool:
+        """Whether any canned response is kept: when none is, a request need not be asked about them (a
+        store that cannot say is asked, and its 503 answered, as a canned response is looked up)."""
+        try:
+            return bool(self._canned())
+        except StoreUnavailable:
+            return True
+
+    def _canned(self) -> list[CannedResponse] | tuple[CannedResponse, ...]:
+        shared = self.hot.shared()
+        return shared.canned if shared is not None else self.store.canned_responses()
 
     async def apply_fault(self, fault: Fault | None, facts: Facts | None = None) -> None:
         """A request-level fault's effect: latency (on the injected clock), a refusal, or a wire
@@ -205,9 +281,9 @@ class Fake:
         if key is None:
             return await self._submit(endpoint, account, body, None, header_fault, facts)
         fingerprint = submission.body_fingerprint(endpoint, body)
-        earlier = self.store.idempotent_task(account, key)
+        earlier = await self.hot.idempotent_task(account, key)
         if earlier is not None:
-            self._same_body(earlier, fingerprint)
+            self._same_body(await self.hot.get_task(earlier), fingerprint)
             await self.apply_fault(header_fault, facts)
             facts.update(task_id=earlier, replayed=True)
             return Accepted(earlier, replayed=True, fault=header_fault)
@@ -225,9 +301,8 @@ class Fake:
         finally:
             self._in_flight.discard((account, key))
 
-    def _same_body(self, task_id: str, fingerprint: str) -> None:
+    def _same_body(self, record: TaskRecord | None, fingerprint: str) -> None:
         """'The same key with a different body → 409 idempotency_key_reused' (task-api-notes.md)."""
-        record = self.store.get_task(task_id)
         if not self.settings.idempotency_conflicts:
             return
         if record is not None and record.params.get("fingerprint", fingerprint) != fingerprint:
@@ -249,34 +324,49 @@ class Fake:
         facts: Facts,
         fingerprint: str | None = None,
     ) -> Accepted:
-        fault = header_fault or self.choose_fault(None, endpoint, account, body)
-        await self.apply_fault(fault, facts)
+        if header_fault is not None:
+            fault: Fault | None = header_fault
+        elif self._rules():
+            fault = await self._choose(None, endpoint, account, body)
+        else:  # no rule to walk (the usual case): the prompt's marker, if any
+            fault = faults.from_prompt(body.get("prompt"))
+        if fault is not None:
+            await self.apply_fault(fault, facts)
+        # this server's upload links, read before the rules run (none: no store call)
+        uploads = await self._uploads_named(body) if _upload_links(body) else {}
         if endpoint == "video":
+            task_id = body.get("task_id")
+            parent = await self.hot.get_task(task_id) if isinstance(task_id, str) and task_id else None
             job = submission.video_job(
                 body,
                 policy=self.settings.batch_size_policy,
                 allowed_batch_sizes=self.batch_sizes,
                 defaults=self.video_defaults,
-                parent=self._parent(account, body.get("task_id")),
+                parent=self._parent_task(account, parent),
                 max_frame_bytes=self.settings.max_frame_bytes,
-                measure_upload=self._upload_size,
+                measure_upload=functools.partial(_upload_size, uploads),
             )
-            record = self.video_record(account, fault, job)
+            record = self.video_record(account, fault, job, uploads)
         else:
-            record = self.imagine_record(account, fault, body)
+            record = self.imagine_record(account, fault, body, uploads)
         script = self.replay.match(body, endpoint) if self.replay is not None else None
         if script is not None:  # a recorded submission (--replay DIR) runs as it was recorded
             record = script.apply(record)
         if fingerprint is not None:
             record = dataclasses.replace(record, params={**record.params, "fingerprint": fingerprint})
-        return self._accept(record, key, fault, facts)
+        return await self._accept(record, key, fault, facts)
 
-    def _accept(self, record: TaskRecord, key: str | None, fault: Fault | None, facts: Facts) -> Accepted:
+    async def _accept(self, record: TaskRecord, key: str | None, fault: Fault | None, facts: Facts) -> Accepted:
         """Store the task, bind its key and charge it in one atomic step of the store (the balance
         checked against the store's running total, never the account's whole history)."""
-        self.sweep()
-        limit = self.balance(record.account) if record.charge else None
-        winner = self._check_balance(record, self.store.put_task_once(record, key, limit))
+        if record.created_at >= self._next_sweep:
+            await self.sweep_async()
+        limit = AccountLimit(self.settings.default_balance) if record.charge else None  # read in the same step
+        if self.inline:  # a store in memory: at once, no coroutine
+            stored = self.store.put_task_once(record, key, limit)
+        else:
+            stored = await self.hot.put_task_once(record, key, limit)
+        winner = self._check_balance(record, stored)
         if winner != record.id:
             facts.update(task_id=winner, replayed=True)
             return Accepted(winner, replayed=True, fault=fault)
@@ -284,7 +374,7 @@ class Fake:
         return Accepted(record.id, fault=fault)
 
     def balance(self, account: str) -> float | None:
-        return self.store.balances().get(account, self.settings.default_balance)
+        return self.store.balances().get(account, self.settings.default_balance)  # the control plane's
 
     def _check_balance(self, record: TaskRecord, stored: str | Overdraft) -> str:
         """The task id the store bound, or the provider's 402 when the store refused the charge."""
@@ -303,10 +393,11 @@ class Fake:
         outcome = faults.task_outcome(fault) if fault is not None else None
         if fault is not None and faults.task_params(fault):
             fields["params"] = {**fields.get("params", {}), **faults.task_params(fault)}
+        now = self.clock.now()
         return TaskRecord(
-            id=self.new_id("task"),
+            id=f"task_{self._ulid(min(max(now, 0.0), LATEST))}",
             account=account,
-            created_at=self.clock.now(),
+            created_at=now,
             duration=self.settings.task_seconds,
             outcome=outcome[0] if outcome else "success",
             fail_reason=outcome[1] if outcome else "",
@@ -315,7 +406,9 @@ class Fake:
             **fields,
         )
 
-    def video_record(self, account: str, fault: Fault | None, job: submission.VideoJob) -> TaskRecord:
+    def video_record(
+        self, account: str, fault: Fault | None, job: submission.VideoJob, uploads: Uploads | None = None
+    ) -> TaskRecord:
         """The task a video submission the rules accepted becomes."""
         return self._new_record(
             account,
@@ -337,27 +430,33 @@ class Fake:
                 "parent_task_id": job.parent_task_id,
                 "index": job.index,
                 "notes": list(job.notes),
-                "aspect": self._aspect(job.image_url),
+                "aspect": self._aspect(job.image_url, uploads),
             },
         )
 
-    def _aspect(self, url: str | None) -> str:
+    def _aspect(self, url: str | None, uploads: Uploads | None = None) -> str:
         """The clip's frame follows the start frame's aspect ratio, where the fake can read the frame
-        (a ``data:`` URL or this server's upload); 16:9 otherwise."""
+        (a ``data:`` URL or this server's upload, as read already in ``uploads``); 16:9 otherwise."""
         info = None
         if url is not None and url[:5].lower() == "data:":
             info = images.from_data_url(url)
+        elif url is not None and uploads is not None:
+            upload = uploads.get(url)
+            info = images.sniff(upload.data) if upload is not None else None
         elif url is not None:
             upload_id = upload_id_of(url)
             upload = self.store.get_upload(upload_id) if upload_id else None
             info = images.sniff(upload.data) if upload is not None else None
         return clips.nearest_aspect(*info.display_size) if info is not None else clips.DEFAULT_ASPECT
 
-    def imagine_record(self, account: str, fault: Fault | None, body: dict[str, Any]) -> TaskRecord:
+    def imagine_record(
+        self, account: str, fault: Fault | None, body: dict[str, Any], uploads: Uploads | None = None
+    ) -> TaskRecord:
         speed = body.get("speed") or self.spec.default("ImagineRequest", "speed")
         prompt = submission.imagine_prompt(body.get("prompt"))
+        measure = self._upload_size if uploads is None else functools.partial(_upload_size, uploads)
         for n, url in enumerate(body.get("image_urls") or []):
-            submission.frame_within_limit(url, f"image_urls[{n}]", self.settings.max_frame_bytes, self._upload_size)
+            submission.frame_within_limit(url, f"image_urls[{n}]", self.settings.max_frame_bytes, measure)
         return self._new_record(
             account,
             fault,
@@ -371,9 +470,9 @@ class Fake:
         )
 
     def _parent(self, account: str, task_id: Any) -> submission.ParentTask | None:
-        if not isinstance(task_id, str) or not task_id:
-            return None
-        record = self.store.get_task(task_id)
+        return self._parent_task(account, self.store.get_task(task_id) if _named(task_id) else None)
+
+    def _parent_task(self, account: str, record: TaskRecord | None) -> submission.ParentTask | None:
         if record is None or record.account != account or self.expired(record):
             return None
         state = lifecycle.view(record, self.clock.now())
@@ -383,6 +482,16 @@ class Fake:
         upload_id = upload_id_of(url)
         upload = self.store.get_upload(upload_id) if upload_id else None
         return upload.size if upload else None
+
+    async def _uploads_named(self, body: Mapping[str, Any]) -> Uploads:
+        """The uploads of this server that a submission's frames link to (none: no store call)."""
+        found: Uploads = {}
+        urls = body.get("image_urls")
+        for url in (*(urls if isinstance(urls, list) else ()), body.get("end_url")):
+            upload_id = upload_id_of(url) if isinstance(url, str) else None
+            if upload_id is not None and url not in found:
+                found[url] = await self.hot.get_upload(upload_id)
+        return found
 
     def dialect_for(self, authorization: str | None, requested: str | None = None) -> str:
         """The body ``GET /v1/tasks/{id}`` speaks: the request's ``X-Mock-Dialect``, else the account's
@@ -401,8 +510,10 @@ class Fake:
 
     def account_settings(self, account: str) -> dict[str, Any]:
         """Settings one account chose for itself (``POST /__mock__/accounts/{token-or-account}``)."""
-        getter = getattr(self.store, "account_settings", None)
-        return dict(getter(account)) if getter is not None else {}
+        shared = self.hot.shared()
+        if shared is not None:
+            return dict(shared.accounts.get(account) or {})
+        return self.store.account_settings(account)
 
     # -- polls --------------------------------------------------------------------------
 
@@ -415,15 +526,18 @@ class Fake:
         """What a poll of ``task_id`` by ``account`` sees now (404 unknown or expired, 403 another's)."""
         if facts is not None:
             facts["task_id"] = task_id
-        await self.apply_fault(self.choose_fault(fault_header, "poll", account), facts)
+        if fault_header is not None or self._rules():
+            fault = await self._choose(fault_header, "poll", account)
+            if fault is not None:
+                await self.apply_fault(fault, facts)
         now = self.clock.now()
-        record = self.store.get_task(task_id)
+        record = self.store.get_task(task_id) if self.inline else await self.hot.get_task(task_id)
         if record is None or self.expired(record):
             raise ApiError(404, f"task {task_id} not found", type=NOT_FOUND, param="task_id")
         if record.account != account:
             raise ApiError(403, f"task {task_id} belongs to another account", type=PERMISSION, param="task_id")
         if record.finish_after_polls is not None:
-            record = self.store.update_task(task_id, lambda r: lifecycle.counted_poll(r, now)) or record
+            record = await self.hot.update_task(task_id, lambda r: lifecycle.counted_poll(r, now)) or record
         return Polled(record, lifecycle.view(record, now))
 
     # -- uploads ------------------------------------------------------------------------
@@ -440,7 +554,7 @@ class Fake:
     ) -> UploadRecord:
         """An uploaded image, kept for ``image_urls`` and ``end_url`` (uploads page: at most 20 MB,
         413 beyond; "content_type: detected MIME type", whatever the part declared)."""
-        await self.apply_fault(self.choose_fault(fault_header, "upload", account), facts)
+        await self.apply_fault(await self._choose(fault_header, "upload", account), facts)
         limit = self.settings.max_upload_bytes
         if len(data) > limit:
             raise ApiError(413, f"file is larger than {limit} bytes ({len(data)})", param="file")
@@ -532,15 +646,31 @@ class Fake:
         if now < self._next_sweep:
             return
         self._next_sweep = now + 60.0
-        s = self.settings
-        keep = max(s.task_retention_seconds, s.task_seconds + s.media_ttl_seconds)
-        self.store.evict_tasks(now - keep)
+        if self.store.evict_tasks(now - self._kept_for(), EVICT_BATCH) >= EVICT_BATCH:
+            self._next_sweep = now  # more to evict: the next submission goes on
 
-    def record_request(self, entry: dict[str, Any]) -> None:
-        """One journal entry (the edge builds it; the store keeps a bounded ring). The answer has
-        gone out already: when the store cannot answer, the entry is lost, not the response."""
-        with contextlib.suppress(StoreUnavailable):
-            self.store.append_journal(entry)
+    async def sweep_async(self) -> None:
+        """``sweep``, incremental: at most ``EVICT_BATCH`` tasks per submission (the next one goes on
+        while there are more), through the hot store (off the event loop on SQLite and Redis)."""
+        now = self.clock.now()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 60.0
+        if await self.hot.evict_tasks(now - self._kept_for(), EVICT_BATCH) >= EVICT_BATCH:
+            self._next_sweep = now
+
+    def _kept_for(self) -> float:
+        s = self.settings
+        return max(s.task_retention_seconds, s.task_seconds + s.media_ttl_seconds)
+
+    def record_request(self, entry: Entry) -> None:
+        """One journal entry (the edge makes it; the store keeps a bounded ring; it is encoded when first
+        read or written out). The answer has gone out already: when the store cannot answer, the entry is
+        lost, not the response."""
+        try:  # noqa: SIM105 - on every request: cheaper than contextlib.suppress
+            self._record(entry)
+        except StoreUnavailable:
+            pass
 
     def health(self) -> dict[str, str]:
         """Which part is unhealthy: ``{"status": "ok", "store": "ok"}``, or ``"unhealthy"`` and why
@@ -554,7 +684,7 @@ class Fake:
     def spend_report(self) -> str:
         """One line on what the run would have cost on the real API."""
         summary = ledger.summary(
-            self.store.tasks(), self.clock.now(), self.store.balances(), self.settings.default_balance
+            self.all_tasks(), self.clock.now(), self.store.balances(), self.settings.default_balance, limit=0
         )
         accounts = summary["accounts"]
         tasks = sum(a["tasks"] for a in accounts.values())
@@ -622,6 +752,7 @@ class Fake:
         account: str | None = None,
         status: int | None = None,
         limit: int | None = None,
+        refused: bool | None = None,
     ) -> list[dict[str, Any]]:
         entries = [
             e
@@ -630,14 +761,20 @@ class Fake:
             and (not path or e["path"].startswith(path))
             and (account is None or e.get("account") == account)
             and (status is None or e.get("status") == status)
+            and (refused is None or ("error" in e) == refused)
         ]
         return entries[-limit:] if limit else entries
 
-    def ledger(self, account: str | None = None) -> dict[str, Any]:
+    def ledger(self, account: str | None = None, *, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+        """What each account spent, and the entries (one page of them with ``limit``). The tasks are
+        read a page at a time and let go of: the entries held are those of the page."""
         balances = self.store.balances()
         if account is not None:
             balances = {account: balances.get(account, self.settings.default_balance)}
-        summary = ledger.summary(self.store.tasks(account), self.clock.now(), balances, self.settings.default_balance)
+        records = self.all_tasks(account)
+        summary = ledger.summary(
+            records, self.clock.now(), balances, self.settings.default_balance, offset=offset, limit=limit
+        )
         usd = self.settings.usd_per_credit
         return {
             **summary,
@@ -645,6 +782,16 @@ class Fake:
             "usd_per_credit": usd,
             "prices": self.prices,
         }
+
+    def all_tasks(self, account: str | None = None) -> Iterator[TaskRecord]:
+        """Every task (of ``account``), oldest first, read from the store ``STATUS_CHUNK`` at a time."""
+        start = 0
+        while True:
+            chunk = self.store.task_page(account, offset=start, limit=STATUS_CHUNK)
+            yield from chunk
+            if len(chunk) < STATUS_CHUNK:
+                return
+            start += STATUS_CHUNK
 
     def set_balance(self, account: str, amount: float | None) -> None:
         if amount is not None and not (math.isfinite(amount) and 0 <= amount <= 1e15):
@@ -672,16 +819,26 @@ class Fake:
         offset: int = 0,
         limit: int | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """The internal view of the tasks (filtered, ordered, one page) and how many matched."""
+        """The internal view of the tasks (filtered, ordered, one page) and how many matched. The store
+        reads the page only (and keeps the count). A status is worked out from the clock, so with one
+        every task is looked at to count the matches, a chunk at a time, none kept but the page's."""
+        if not status:
+            page = self.store.task_page(account, newest_first=newest_first, offset=offset, limit=limit)
+            return [self.internal_task(r) for r in page], self.store.task_count(account)
         now = self.clock.now()
-        records = self.store.tasks(account)
-        if status:
-            wanted = status.upper()
-            records = [r for r in records if lifecycle.view(r, now).status.value == wanted]
-        if newest_first:
-            records = records[::-1]
-        page = records[offset : offset + limit if limit is not None else None]
-        return [self.internal_task(r) for r in page], len(records)
+        wanted = status.upper()
+        end = None if limit is None else offset + limit
+        matched, kept, start = 0, [], 0
+        while True:
+            chunk = self.store.task_page(account, newest_first=newest_first, offset=start, limit=STATUS_CHUNK)
+            for record in chunk:
+                if lifecycle.view(record, now).status.value == wanted:
+                    if matched >= offset and (end is None or matched < end):
+                        kept.append(record)
+                    matched += 1
+            if len(chunk) < STATUS_CHUNK:
+                return [self.internal_task(r) for r in kept], matched
+            start += STATUS_CHUNK
 
     def task(self, task_id: str) -> dict[str, Any]:
         record = self.store.get_task(task_id)
@@ -689,11 +846,337 @@ class Fake:
             raise ApiError(404, f"task {task_id} not found", type=NOT_FOUND, param="task_id")
         return self.internal_task(record)
 
+    # -- the control plane: verification ------------------------------------------------
+
+    def rule_listing(self) -> list[FaultRule]:
+        """The fault rules in force, each with how often it has fired."""
+        counts = self.store.fault_rule_counts()
+        return [dataclasses.replace(r, fired=counts.get(r.id, 0)) for r in self.store.fault_rules()]
+
+    def verify(self, expectation: matching.Expectation, times: int | None = None, since: int = 0) -> dict[str, Any]:
+        """Whether the journal (after ``since``) holds the requests ``expectation`` describes, ``times``
+        times (None: at least once); with the near misses when it does not (``core.matching``)."""
+        if times is not None and times < 0:
+            raise bad_request("times must be 0 or more", "times")
+        return matching.verification(expectation, self.store.journal(since), times)
+
+    # -- the control plane: seeding and snapshots ----------------------------------------
+
+    def seed_task(
+        self,
+        account: str,
+        *,
+        action: str = VIDEO,
+        status: str = "SUCCESS",
+        progress: int | None = None,
+        fail_reason: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 1,
+        video_type: str | None = None,
+        speed: str | None = None,
+        task_seconds: float | None = None,
+        ended_seconds_ago: float = 0.0,
+        expired: bool = False,
+        charged: bool = False,
+        task_id: str | None = None,
+    ) -> TaskRecord:
+        """A task of ``account`` stored as if it had been submitted earlier, showing ``status`` (either
+        vocabulary) now, at ``progress`` while IN_PROGRESS; from there it runs on at its pace
+        (``task_seconds``; the server's, or 60 s when that is 0 and the task is not final yet)."""
+        if status not in seeding.STATUSES:
+            raise bad_request(f"status must be one of {', '.join(seeding.STATUSES)} (got {status!r})", "status")
+        wanted, outcome = seeding.STATUSES[status]
+        duration = task_seconds if task_seconds is not None else self.settings.task_seconds
+        if not wanted.final and duration <= 0:
+            duration = 60.0
+        if expired and not wanted.final:
+            raise bad_request("expired applies to a final task (SUCCESS or FAILURE)", "expired")
+        if fail_reason is not None and wanted is not lifecycle.Status.FAILURE:
+            raise bad_request("fail_reason applies to a FAILURE", "fail_reason")
+        if outcome == FAILURE_OUTCOME:
+            reason = fail_reason or "Task failed"
+        else:
+            reason = (fail_reason or faults.CANCEL_REASON) if outcome == CANCEL_OUTCOME else ""
+        ago = ended_seconds_ago + (self.settings.task_retention_seconds + 1.0 if expired else 0.0)
+        now = self.clock.now()
+        try:
+            timing = seeding.timing(wanted, now, duration, progress, ago)
+        except ValueError as exc:
+            raise bad_request(str(exc), "progress" if progress is not None else "ended_seconds_ago") from None
+        if task_id is not None and self.store.get_task(task_id) is not None:
+            raise ApiError(409, f"a task {task_id} exists already", type=CONFLICT, param="id")
+        params: dict[str, Any] = {"seeded": True}
+        if timing.not_start_seconds:
+            params["not_start_seconds"] = timing.not_start_seconds
+        for name, value, schema in (("video_type", video_type, "VideoRequest"), ("speed", speed, "ImagineRequest")):
+            allowed = self.spec.enum(schema, name)
+            if value is not None and value not in allowed:
+                raise bad_request(f"{name} must be one of {', '.join(allowed)} (got {value!r})", name)
+        if action == IMAGINE:
+            chosen = speed or str(self.spec.default("ImagineRequest", "speed"))
+            fields: dict[str, Any] = {
+                "mode": chosen.upper(),
+                "clips": 4,
+                "price_key": submission.imagine_price_key(chosen),
+                "quantity": 1,
+                "video_type": None,
+                "params": {**params, "speed": chosen},
+            }
+        else:
+            if batch_size not in self.batch_sizes:
+                raise bad_request(f"batch_size must be one of {', '.join(map(str, self.batch_sizes))}", "batch_size")
+            kind = video_type or str(self.video_defaults["video_type"])
+            fields = {
+                "mode": "FAST",
+                "clips": batch_size,
+                "price_key": submission.price_key(kind),
+                "quantity": batch_size,
+                "video_type": kind,
+                "params": {**params, "requested_video_type": kind, "requested_batch_size": batch_size, "notes": []},
+            }
+        record = TaskRecord(
+            id=task_id or self.new_id("task"),
+            account=account,
+            action=IMAGINE if action == IMAGINE else VIDEO,
+            created_at=timing.created_at,
+            duration=timing.duration,
+            prompt=prompt if prompt is not None else ("a seeded imagine task" if action == IMAGINE else ""),
+            outcome=outcome,
+            fail_reason=reason,
+            unit_price=ledger.unit_price(self.prices, fields["price_key"]) if charged else 0.0,
+            **fields,
+        )
+        self.store.put_task(record)
+        return record
+
+    def export_state(self, *, upload_data: bool = False) -> dict[str, Any]:
+        """Every account's tasks, uploads (metadata; their bytes too with ``upload_data``), balances,
+        settings, the fault rules and canned responses (with their counts) and the clock, as one
+        JSON document ``import_state`` takes back."""
+        uploads = []
+        for upload in self.store.upload_records():
+            meta = {k: getattr(upload, k) for k in ("id", "account", "filename", "content_type", "size", "created_at")}
+            if upload_data:
+                full = self.store.get_upload(upload.id)
+                meta["data"] = base64.b64encode(full.data if full is not None else b"").decode("ascii")
+            uploads.append(meta)
+        return {
+            "version": STATE_VERSION,
+            "clock": {"now": self.clock.now(), "frozen": bool(getattr(self.clock, "frozen", True))},
+            "tasks": [record.to_dict() for record in self.store.tasks()],
+            "uploads": uploads,
+            "balances": self.store.balances(),
+            "account_settings": self.store.all_account_settings(),
+            "fault_rules": [rule.to_dict() for rule in self.rule_listing()],
+            "canned_responses": [response.to_dict() for response in self.store.canned_responses()],
+        }
+
+    def import_state(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace the whole state (the journal is emptied) with a document ``export_state`` made.
+        The clock moves forward to the document's time when it can; when it is past it already
+        (a clock never goes back), every time in the document is shifted by the difference, so
+        each task shows what it showed when the document was made."""
+        if document.get("version", STATE_VERSION) != STATE_VERSION:
+            raise bad_request(f"version must be {STATE_VERSION}", "version")
+        records, uploads, rules, responses = [], [], [], []
+        clock = document.get("clock") or {}
+        shift = self._adopt_clock(clock.get("now"), clock.get("frozen"))
+        for n, data in enumerate(document.get("tasks") or []):
+            try:
+                record = TaskRecord.from_dict(dict(data))
+            except TypeError as exc:
+                raise bad_request(f"tasks[{n}] is not a task record: {exc}", f"tasks[{n}]") from None
+            settled = None if record.settled_at is None else record.settled_at + shift
+            records.append(dataclasses.replace(record, created_at=record.created_at + shift, settled_at=settled))
+        for n, meta in enumerate(document.get("uploads") or []):
+            try:
+                data = base64.b64decode(meta.get("data") or "", validate=True)
+            except (binascii.Error, ValueError):
+                raise bad_request(f"uploads[{n}].data is not base64", f"uploads[{n}].data") from None
+            fields = {k: v for k, v in meta.items() if k != "data"}
+            fields["created_at"] = float(fields["created_at"]) + shift
+            uploads.append(UploadRecord(**fields, data=data))
+        for n, data in enumerate(document.get("fault_rules") or []):
+            rule = FaultRule.from_dict(data)
+            fault = Fault(rule.fault.name.lower(), {str(k).lower(): str(v) for k, v in rule.fault.params.items()})
+            rules.append(dataclasses.replace(rule, fault=faults.validated(fault, f"fault_rules[{n}].scenario")))
+        for data in document.get("canned_responses") or []:
+            responses.append(CannedResponse.from_dict(data))
+        self.store.reset()
+        for record in records:
+            self.store.put_task(record)
+        for upload in uploads:
+            self.store.put_upload(upload)
+        for account, amount in (document.get("balances") or {}).items():
+            self.store.set_balance(account, amount)
+        for account, values in (document.get("account_settings") or {}).items():
+            self.store.set_account_settings(account, {k: v for k, v in values.items() if v is not None})
+        for rule in rules:
+            self.store.put_fault_rule(rule)
+        for response in responses:
+            self.store.put_canned_response(response)
+        return {
+            "tasks": len(records),
+            "uploads": len(uploads),
+            "fault_rules": len(rules),
+            "canned_responses": len(responses),
+            "shifted_by": shift,
+            "now": self.clock.now(),
+        }
+
+    def _adopt_clock(self, when: Any, frozen: Any) -> float:
+        """Move the clock to ``when`` if it can (forward only); else how far the document's times shift."""
+        shift = 0.0
+        if isinstance(when, int | float) and not isinstance(when, bool):
+            now = self.clock.now()
+            move = getattr(self.clock, "set", None)
+            if when >= now and move is not None:
+                try:
+                    move(float(when))
+                except (ValueError, OverflowError) as exc:
+                    raise bad_request(str(exc), "clock.now") from None
+            else:
+                shift = now - float(when)
+        if frozen is True and hasattr(self.clock, "freeze"):
+            self.clock.freeze()
+        elif frozen is False and hasattr(self.clock, "unfreeze"):
+            self.clock.unfreeze()
+        return shift
+
+    # -- the control plane: canned responses -------------------------------------------
+
+    def add_canned_response(self, spec: Mapping[str, Any], account: str | None = None) -> CannedResponse:
+        """A canned response from its control-plane body (validated by ``spec/control.yaml``)."""
+        path = str(spec["path"])
+        if not path.startswith("/"):
+            raise bad_request("path must start with /", "path")
+        if "body" in spec and spec.get("text") is not None:
+            raise bad_request("give body (JSON) or text, not both", "text")
+        headers = {str(k).lower(): str(v) for k, v in (spec.get("headers") or {}).items()}
+        framing = sorted(set(headers) & HOP_HEADERS)
+        if framing:
+            raise bad_request(f"headers: {', '.join(framing)} is set by the server", "headers")
+        for name in ("body", "fields"):
+            if name in spec:
+                jsonio.check_writable(spec[name])
+        response = CannedResponse.from_dict(
+            {
+                **{k: v for k, v in spec.items() if k in ("method", "fields", "status", "body", "text", "times")},
+                "id": self.new_id("resp"),
+                "path": path,
+                "account": account,
+                "headers": headers,
+            }
+        )
+        self.store.put_canned_response(response)
+        return response
+
+    def canned_listing(self) -> list[CannedResponse]:
+        return self.store.canned_responses()
+
+    def delete_canned_response(self, response_id: str) -> None:
+        if not self.store.delete_canned_response(response_id):
+            raise ApiError(404, f"no canned response {response_id}", type=NOT_FOUND, param="response_id")
+
+    def clear_canned_responses(self) -> None:
+        for response in self.store.canned_responses():
+            self.store.delete_canned_response(response.id)
+
+    async def canned_response(
+        self,
+        method: str,
+        path: str,
+        authorization: Callable[[], str | None],
+        read_body: Callable[[], Awaitable[bytes]],
+        facts: Facts | None = None,
+    ) -> CannedResponse | None:
+        """The canned response that answers this request instead of the fake, if any (one store read
+        when there are none; the caller's ``Authorization`` header and body are asked for only when
+        a response matches the method and path, the body only when one names body fields or
+        answers). Counted in the store: it answers as often as it was told."""
+        responses = self._canned()
+        if not responses:
+            return None
+        routed = [r for r in responses if not r.spent() and r.matches_route(method, path)]
+        if not routed:
+            return None
+        token = bearer_token(authorization())
+        account = account_id(token) if token is not None else None
+        needs_body = any(r.needs_body for r in routed)
+        body = await _json_or_none(read_body) if needs_body else None
+        for response in canned.answering(routed, method, path, account, body):
+            if await self.hot.fire_canned_response(response.id):
+                if not needs_body:  # read now for the journal (and so that the connection stays usable)
+                    body = await _json_or_none(read_body)
+                if facts is not None:
+                    facts["canned"] = response.id
+                    if account is not None:
+                        facts["account"] = account
+                    if body is not None:
+                        facts["body"] = shortened(body)
+                return dataclasses.replace(response, fired=response.fired + 1)
+        return None
+
+    # -- the control plane: per-account settings ---------------------------------------
+
+    def configure_account(self, account: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge ``changes`` into the account's settings (a null value removes one); the settings now."""
+        current = self.store.account_settings(account)
+        for name, value in changes.items():
+            if name not in ACCOUNT_SETTINGS:
+                raise bad_request(f"unknown account setting {name!r}; known: {', '.join(ACCOUNT_SETTINGS)}", name)
+            if value is None:
+                current.pop(name, None)
+            elif value not in ACCOUNT_SETTINGS[name]:
+                raise bad_request(f"{name} must be one of {', '.join(ACCOUNT_SETTINGS[name])}", name)
+            else:
+                current[name] = value
+        self.store.set_account_settings(account, current)
+        return current
+
+
+async def _json_or_none(read_body: Callable[[], Awaitable[bytes]]) -> Any:
+    """The request's body as JSON, or None when it is empty or not JSON."""
+    raw = await read_body()
+    with contextlib.suppress(ApiError):
+        return jsonio.loads(raw) if raw.strip() else None
+    return None
+
 
 @functools.lru_cache(maxsize=32)
 def _asset(path: Path) -> bytes:
     """A committed clip's bytes, read once."""
     return path.read_bytes()
+
+
+Uploads = dict[str, UploadRecord | None]  # a submission's upload links -> the uploads they name
+
+
+def _upload_size(uploads: Uploads, url: str) -> int | None:
+    upload = uploads.get(url)
+    return upload.size if upload is not None else None
+
+
+def _upload_links(body: Mapping[str, Any]) -> bool:
+    """Whether a submission's frames may link to this server's uploads (the substring they all hold)."""
+    urls = body.get("image_urls")
+    end = body.get("end_url")
+    found = isinstance(end, str) and "/media/uploads/" in end
+    return found or (isinstance(urls, list) and any(isinstance(u, str) and "/media/uploads/" in u for u in urls))
+
+
+def _named(task_id: Any) -> bool:
+    return isinstance(task_id, str) and bool(task_id)
+
+
+def _picking(picked: list[str]) -> Callable[[str], bool]:
+    """A ``fire`` for ``faults.choose`` that notes the rule it would fire, and lets it."""
+
+    def pick(rule_id: str) -> bool:
+        picked.append(rule_id)
+        return True
+
+    return pick
 
 
 def shortened(value: Any, limit: int = 200) -> Any:

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from mockserver.core.canned import CannedResponse
 from mockserver.core.errors import StoreUnavailable
 from mockserver.core.faults import Fault, FaultRule
 from mockserver.core.records import TaskRecord, UploadRecord
@@ -209,6 +210,8 @@ def every_call(store: Store) -> dict[str, Callable[[], Any]]:
         "get_task": lambda: store.get_task("task_1"),
         "update_task": lambda: store.update_task("task_1", lambda r: r),
         "tasks": lambda: store.tasks(),
+        "task_count": lambda: store.task_count(),
+        "task_page": lambda: store.task_page("acct_a", newest_first=True, offset=1, limit=2),
         "evict_tasks": lambda: store.evict_tasks(5.0),
         "idempotent_task": lambda: store.idempotent_task("acct_a", "k"),
         "put_upload": lambda: store.put_upload(UploadRecord("upl_1", "acct_a", "a.png", "image/png", 1, 1.0, b"x")),
@@ -221,6 +224,14 @@ def every_call(store: Store) -> dict[str, Callable[[], Any]]:
         "fault_rules": lambda: store.fault_rules(),
         "delete_fault_rule": lambda: store.delete_fault_rule("rule_1"),
         "fire_fault_rule": lambda: store.fire_fault_rule("rule_1"),
+        "fault_rule_counts": lambda: store.fault_rule_counts(),
+        "put_canned_response": lambda: store.put_canned_response(CannedResponse("resp_1", "/v1/tasks/*")),
+        "canned_responses": lambda: store.canned_responses(),
+        "delete_canned_response": lambda: store.delete_canned_response("resp_1"),
+        "fire_canned_response": lambda: store.fire_canned_response("resp_1"),
+        "account_settings": lambda: store.account_settings("acct_a"),
+        "set_account_settings": lambda: store.set_account_settings("acct_a", {"task_dialect": "mj"}),
+        "all_account_settings": lambda: store.all_account_settings(),
         "hit": lambda: store.hit("acct_a", 1),
         "set_balance": lambda: store.set_balance("acct_a", 1.0),
         "balances": lambda: store.balances(),

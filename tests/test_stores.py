@@ -13,6 +13,7 @@ import pytest
 
 from mockserver import Settings, VirtualClock
 from mockserver.core import ledger, lifecycle
+from mockserver.core.canned import CannedResponse
 from mockserver.core.errors import ApiError
 from mockserver.core.faults import Fault, FaultRule
 from mockserver.core.records import TaskRecord, UploadRecord
@@ -275,6 +276,105 @@ def test_reset_one_account_or_all(make_store: MakeStore) -> None:
     store.reset()
     assert store.tasks() == [] and store.fault_rules() == [] and store.journal() == []
     assert store.clock_state() == (5.0, None)  # the clock only moves forward: a reset keeps it
+
+
+# -- fire counts, canned responses, account settings (the control plane's verification and seeding) ----
+
+
+def test_fault_rules_keep_their_fire_counts(make_store: MakeStore) -> None:
+    store = make_store()
+    store.put_fault_rule(FaultRule("rule_1", Fault("error_500"), times=3))
+    store.put_fault_rule(FaultRule("rule_2", Fault("never"), fired=4))  # imported: its count goes on from 4
+    assert store.fault_rule_counts() == {"rule_1": 0, "rule_2": 4}
+    assert [store.fire_fault_rule("rule_1") for _ in range(4)] == [True, True, True, False]
+    store.fire_fault_rule("rule_2")
+    assert store.fault_rule_counts() == {"rule_1": 3, "rule_2": 5}
+    assert store.fault_rules()[0] == FaultRule("rule_1", Fault("error_500"), times=3)  # fired is not compared
+    store.delete_fault_rule("rule_1")
+    assert store.fault_rule_counts() == {"rule_2": 5}
+    store.reset()
+    assert store.fault_rule_counts() == {}
+
+
+def canned(response_id: str, **changes: object) -> CannedResponse:
+    fields: dict[str, object] = {"id": response_id, "path": "/v1/tasks/*", "status": 503, "text": "busy"}
+    fields.update(changes)
+    return CannedResponse(**fields)  # type: ignore[arg-type]
+
+
+def test_canned_responses_keep_order_and_counts(make_store: MakeStore) -> None:
+    store = make_store()
+    assert store.canned_responses() == []
+    once = canned("resp_1", times=2, method="GET", headers={"retry-after": "2"}, fields={"batch_size": 4})
+    always = canned("resp_2", path="/media/**", body={"code": 500, "data": []}, has_body=True, text=None)
+    store.put_canned_response(once)
+    store.put_canned_response(always)
+    assert store.canned_responses() == [once, always]
+    assert [store.fire_canned_response("resp_1") for _ in range(3)] == [True, True, False]
+    assert all(store.fire_canned_response("resp_2") for _ in range(4))
+    assert [r.fired for r in store.canned_responses()] == [2, 4]
+    store.put_canned_response(canned("resp_1", times=5, fired=1))  # replaced: keeps its place
+    assert [(r.id, r.times, r.fired) for r in store.canned_responses()] == [("resp_1", 5, 1), ("resp_2", None, 4)]
+    assert store.delete_canned_response("resp_1") and not store.delete_canned_response("resp_1")
+    assert not store.fire_canned_response("resp_1")
+    assert [r.id for r in store.canned_responses()] == ["resp_2"]
+    assert store.canned_responses()[0].content() == (b'{"code":500,"data":[]}', "application/json")
+    store.reset("acct_a")  # an account's reset keeps them (as it keeps fault rules)
+    assert len(store.canned_responses()) == 1
+    store.reset()
+    assert store.canned_responses() == []
+
+
+def test_canned_responses_fire_atomically(make_store: MakeStore) -> None:
+    store = make_store()
+    store.put_canned_response(canned("resp_1", times=50))
+    fired: list[bool] = []
+
+    def fire_many() -> None:
+        fired.extend(store.fire_canned_response("resp_1") for _ in range(30))
+
+    threads = [threading.Thread(target=fire_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert fired.count(True) == 50
+    assert store.canned_responses()[0].fired == 50
+
+
+def test_account_settings(make_store: MakeStore) -> None:
+    store = make_store()
+    assert store.account_settings("acct_a") == {}
+    store.set_account_settings("acct_a", {"task_dialect": "mj"})
+    store.set_account_settings("acct_b", {"task_dialect": "unified"})
+    assert store.account_settings("acct_a") == {"task_dialect": "mj"}
+    assert store.all_account_settings() == {"acct_a": {"task_dialect": "mj"}, "acct_b": {"task_dialect": "unified"}}
+    store.account_settings("acct_a")["task_dialect"] = "changed"  # a copy: the store is not changed
+    assert store.account_settings("acct_a") == {"task_dialect": "mj"}
+    store.set_account_settings("acct_b", {})  # empty: forgotten
+    assert store.all_account_settings() == {"acct_a": {"task_dialect": "mj"}}
+    store.set_account_settings("acct_b", {"task_dialect": "mj"})
+    store.reset("acct_a")  # the account's settings go with its state
+    assert store.all_account_settings() == {"acct_b": {"task_dialect": "mj"}}
+    store.reset()
+    assert store.all_account_settings() == {}
+
+
+def test_a_version_2_sqlite_file_gains_the_new_tables_without_booking_twice(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    store = SQLiteStore(path)
+    store.put_task_once(task("task_a", unit_price=PRICE), None)
+    with store._write() as db:  # as a file written before canned responses and account settings
+        db.execute("DROP TABLE canned")
+        db.execute("DROP TABLE account_settings")
+        db.execute("PRAGMA user_version = 2")
+    store.close()
+    reopened = SQLiteStore(path)
+    assert reopened.spending("acct_a", 2.0) == (2 * PRICE, 0.0)  # the running totals were not summed again
+    reopened.put_canned_response(canned("resp_1"))
+    reopened.set_account_settings("acct_a", {"task_dialect": "mj"})
+    assert [r.id for r in reopened.canned_responses()] == ["resp_1"]
+    assert reopened.account_settings("acct_a") == {"task_dialect": "mj"}
 
 
 # -- a submission with a balance set reads running totals, never the account's history -------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 
 
+@functools.lru_cache(maxsize=4096)  # a client sends its token with every request: hash it once
 def account_id(token: str) -> str:
     """The account a token stands for; the token itself is never kept. Interned: every task of
     an account shares one string."""

@@ -8,9 +8,10 @@ ledger can never disagree with the tasks.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 
 from .lifecycle import Status, view
-from .records import TaskRecord
+from .records import CANCEL_OUTCOME, FAILURE_OUTCOME, TaskRecord
 
 DEFAULT_PRICES = Path(__file__).resolve().parent / "prices.yaml"
 NEVER_CHARGED = frozenset({"midjourney@video-fast", "midjourney@video-turbo"})
@@ -106,8 +107,8 @@ def refund_due(record: TaskRecord) -> float | None:
     (``entries`` lists the refund from then on). None when it is never refunded (no charge, or an
     outcome other than failure) or not known yet (a poll-count task before the poll that settles it).
     The stores keep their running totals by it."""
-    if not record.charge:
-        return None
+    if not record.charge or record.outcome not in (FAILURE_OUTCOME, CANCEL_OUTCOME):
+        return None  # (the usual case, known without working out the lifecycle)
     final = view(record, math.inf)
     return final.finished_at if final.status is Status.FAILURE else None
 
@@ -116,13 +117,46 @@ def _blank_account() -> dict[str, Any]:
     return {"charged": 0.0, "refunded": 0.0, "spent": 0.0, "tasks": 0, "by_price_key": defaultdict(float)}
 
 
+def _entries_of(record: TaskRecord, now: float) -> Iterator[Entry]:
+    r = record
+    yield Entry(r.account, r.id, "charge", r.price_key, r.quantity, r.charge, r.created_at)
+    if r.charge and r.outcome in (FAILURE_OUTCOME, CANCEL_OUTCOME):
+        state = view(r, now)
+        if state.status is Status.FAILURE:
+            yield Entry(r.account, r.id, "refund", r.price_key, r.quantity, -r.charge, state.finished_at or now)
+
+
+def _order(e: Entry) -> tuple[float, str, str]:
+    return e.at, e.task_id, e.kind
+
+
 def summary(
-    records: Iterable[TaskRecord], now: float, balances: Mapping[str, float | None], default_balance: float | None
+    records: Iterable[TaskRecord],
+    now: float,
+    balances: Mapping[str, float | None],
+    default_balance: float | None,
+    *,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """What each account was charged, refunded and has left; the whole run's total."""
+    """What each account was charged, refunded and has left; the whole run's total; the entries
+    (all of them, or the page ``offset``, ``limit`` of them in time order). ``records`` are read once,
+    as they come (a store's pages): with a ``limit`` no more than ``offset + limit`` entries are held."""
     accounts: defaultdict[str, dict[str, Any]] = defaultdict(_blank_account)
-    all_entries = entries(records, now)
-    for e in all_entries:
+    every = (e for record in records for e in _entries_of(record, now))
+    totalled = _totalled(every, accounts)  # read to the end whatever is kept: the totals need every entry
+    if limit is None:
+        kept = sorted(totalled, key=_order)[offset:]
+    else:
+        kept = heapq.nsmallest(offset + limit, totalled, key=_order)[offset:]
+        for _ in totalled:  # (nsmallest stops early when it is to keep none)
+            pass
+    return _summed(accounts, balances, default_balance, kept)
+
+
+def _totalled(items: Iterable[Entry], accounts: defaultdict[str, dict[str, Any]]) -> Iterator[Entry]:
+    """``items``, each added to its account's totals on the way."""
+    for e in items:
         acct = accounts[e.account]
         if e.kind == "charge":
             acct["charged"] += e.amount
@@ -131,6 +165,15 @@ def summary(
             acct["refunded"] -= e.amount
         acct["spent"] += e.amount
         acct["by_price_key"][e.price_key] += e.amount
+        yield e
+
+
+def _summed(
+    accounts: defaultdict[str, dict[str, Any]],
+    balances: Mapping[str, float | None],
+    default_balance: float | None,
+    all_entries: list[Entry],
+) -> dict[str, Any]:
     for name in balances:
         accounts.setdefault(name, _blank_account())  # listed though it has no task
     result = {}

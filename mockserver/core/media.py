@@ -51,7 +51,7 @@ class Links:
 
 def upload_id_of(url: str) -> str | None:
     """The upload id if ``url`` has the shape of this server's upload links."""
-    if url[:4].lower() != "http":
+    if url[:4].lower() != "http" or "/media/uploads/upl_" not in url:  # what UPLOAD_PATH needs, seen at once
         return None
     try:
         path = urlsplit(url).path

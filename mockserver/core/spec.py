@@ -87,6 +87,9 @@ class Spec:
         ``relax`` names properties whose ``enum`` is dropped (kept type and bounds):
         the ``coerce`` batch-size policy accepts any integer and treats it as 1.
         """
+        found = self._validators.get((schema_name, relax))  # as asked (every request asks alike)
+        if found is not None:
+            return found
         key = (schema_name, tuple(sorted(relax)))
         found = self._validators.get(key)
         if found is None:
@@ -97,6 +100,7 @@ class Spec:
                     document["components"]["schemas"][schema_name]["properties"][prop].pop("enum", None)
             root = {"$ref": f"#/components/schemas/{schema_name}", "components": document["components"]}
             found = self._validators[key] = jsonschema_rs.Draft202012Validator(root)
+        self._validators[(schema_name, relax)] = found
         return found
 
     def is_valid(self, schema_name: str, body: Any, *, relax: tuple[str, ...] = ()) -> bool:

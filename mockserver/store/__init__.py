@@ -1,9 +1,9 @@
 """Where records are kept: one small interface, several implementations, chosen by URL."""
 
-from .base import Overdraft, Spending, Store
+from .base import AccountLimit, Overdraft, Spending, Store
 from .memory import MemoryStore
 
-__all__ = ["MemoryStore", "Overdraft", "Spending", "Store", "open_store"]
+__all__ = ["AccountLimit", "MemoryStore", "Overdraft", "Spending", "Store", "open_store"]
 
 
 def open_store(

@@ -1,9 +1,10 @@
 """The ``Store`` protocol: everything the fake keeps goes through these methods.
 
 Tasks, idempotency keys and uploads; the request journal (a bounded ring);
-fault rules; rate-limit windows; account balances and what each account spent.
-Implementations must make ``put_task_once``, ``update_task``, ``fire_fault_rule``
-and ``hit`` atomic (one transaction, one Lua script, or under one lock).
+fault rules (and how often each fired) and canned responses; rate-limit windows;
+account balances, what each account spent, and each account's own settings.
+Implementations must make ``put_task_once``, ``update_task``, ``fire_fault_rule``,
+``fire_canned_response`` and ``hit`` atomic (one transaction, one Lua script, or under one lock).
 
 **Failures.** A store that cannot answer (down, frozen, read-only, full, locked)
 raises ``core.errors.StoreUnavailable`` (503 with ``Retry-After``) within its
@@ -40,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+from ..core.canned import CannedResponse
 from ..core.faults import FaultRule
 from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
@@ -52,6 +54,17 @@ class Overdraft:
     """``put_task_once`` refused: the charge is more than the account has left (``limit - spent``)."""
 
     left: float
+
+
+@dataclass(frozen=True)
+class AccountLimit:
+    """A ``limit`` for ``put_task_once``: the account's own balance (``set_balance``; None there is
+    unlimited), else ``default``, read in the same atomic step as the charge (no list of balances)."""
+
+    default: float | None
+
+
+Limit = float | AccountLimit | None
 
 
 class Spending(NamedTuple):
@@ -73,7 +86,7 @@ def booking(record: TaskRecord) -> tuple[str, float, float | None]:
 
 class Store(Protocol):
     # tasks
-    def put_task_once(self, record: TaskRecord, key: str | None, limit: float | None = None) -> str | Overdraft:
+    def put_task_once(self, record: TaskRecord, key: str | None, limit: Limit = None) -> str | Overdraft:
         """Store a new task and bind the idempotency ``key`` (if any) to it, in one atomic step;
         return the task id the key is bound to. When the key is bound already, or the task is stored
         already, nothing changes and the earlier id is returned. With a ``limit`` (the account's
@@ -91,8 +104,20 @@ class Store(Protocol):
 
     def tasks(self, account: str | None = None) -> list[TaskRecord]: ...
 
-    def evict_tasks(self, created_before: float) -> int:
-        """Forget tasks created before this time (and their idempotency keys); return how many."""
+    def task_count(self, account: str | None = None) -> int:
+        """How many tasks are stored (of ``account``): kept as a count, not counted."""
+        ...
+
+    def task_page(
+        self, account: str | None = None, *, newest_first: bool = False, offset: int = 0, limit: int | None = None
+    ) -> list[TaskRecord]:
+        """One page of the tasks (of ``account``) in the order they were stored (newest first): what it
+        costs grows with ``offset`` and ``limit``, not with how many tasks are stored."""
+        ...
+
+    def evict_tasks(self, created_before: float, limit: int | None = None) -> int:
+        """Forget tasks created before this time (and their idempotency keys), the oldest first and at
+        most ``limit`` of them (eviction goes in steps, none of them long); return how many."""
         ...
 
     # idempotency (keys are bound by ``put_task_once`` only: never to a task that is not stored)
@@ -125,6 +150,40 @@ class Store(Protocol):
 
     def fire_fault_rule(self, rule_id: str) -> bool:
         """Count one firing of the rule if it has firings left; False when spent or gone."""
+        ...
+
+    def fault_rule_counts(self) -> dict[str, int]:
+        """How often each rule fired, by rule id (``put_fault_rule`` starts a rule at its ``fired``)."""
+        ...
+
+    # canned responses (``core.canned``): answered before any rule runs; cleared by a whole reset
+    def put_canned_response(self, response: CannedResponse) -> None:
+        """Add (or replace) a canned response, keeping the order they were added in; its count
+        starts at ``response.fired``."""
+        ...
+
+    def canned_responses(self) -> list[CannedResponse]:
+        """Every canned response, oldest first, each with its current ``fired`` count. Asked once
+        per provider request: cheap, above all when there are none."""
+        ...
+
+    def delete_canned_response(self, response_id: str) -> bool: ...
+
+    def fire_canned_response(self, response_id: str) -> bool:
+        """Count one answer of the response if it has answers left; False when spent or gone."""
+        ...
+
+    # per-account settings (``POST /__mock__/accounts/…``: the task dialect, …); reset with the account
+    def account_settings(self, account: str) -> dict[str, Any]:
+        """The settings one account chose (empty when none)."""
+        ...
+
+    def set_account_settings(self, account: str, settings: dict[str, Any]) -> None:
+        """Replace the account's settings (an empty mapping forgets them)."""
+        ...
+
+    def all_account_settings(self) -> dict[str, dict[str, Any]]:
+        """Every account's settings, by account (for a snapshot of the state)."""
         ...
 
     # rate limiting

@@ -3,33 +3,40 @@
 Read-modify-write methods hold a lock: the server runs one event loop, but the
 in-process transports reach the same store from other threads.
 
-Tasks are kept packed (flat tuples of plain values) and journal entries as JSON
-text: both take less memory than objects, and the garbage collector never has
-to walk them, so a store of a million tasks adds no pauses.
+Tasks are kept packed (each one JSON array, as bytes) and journal entries as JSON
+text (or as the edge's ``Entry``, made into text when first read): both take less
+memory than objects, and the garbage collector never walks bytes or a dict of them,
+so a store of a million tasks adds no pauses. Each account's task ids are kept in
+the order they came (a dict of ids), so a page of one account's tasks costs its
+size, not the store's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 import json
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..core.canned import CannedResponse
 from ..core.faults import FaultRule
+from ..core.journal import Entry
 from ..core.jsonio import dumps
 from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
-from .base import EPSILON, Overdraft, Spending, booking
+from .base import EPSILON, AccountLimit, Limit, Overdraft, Spending, booking
 
 
 class MemoryStore:
     def __init__(self, journal_size: int = 10_000, journal_max_bytes: int | None = None) -> None:
-        self._journal: deque[tuple[int, str]] = deque(maxlen=journal_size)
+        # (sequence number, size, the entry): its JSON text, or an ``Entry`` made into text when first read
+        self._journal: deque[tuple[int, int, str | Entry]] = deque(maxlen=journal_size)
         self._journal_max_bytes = journal_max_bytes  # None: bounded by entries only
-        self._journal_bytes = 0  # the characters of every kept entry's text
+        self._journal_bytes = 0  # the characters of every kept entry's text (an Entry: at most its size)
         self._seq = 0  # never reset: journal cursors (`since`) stay valid across resets
         self._lock = threading.Lock()
         self._clock: tuple[float, float | None] = (0.0, None)
@@ -38,7 +45,8 @@ class MemoryStore:
     def _clear(self) -> None:
         self._journal.clear()
         self._journal_bytes = 0
-        self._tasks: dict[str, tuple[Any, ...]] = {}
+        self._tasks: dict[str, bytes] = {}  # in the order they were stored
+        self._of_account: dict[str, dict[str, None]] = {}  # account -> its task ids, in order
         self._keys: dict[tuple[str, str], str] = {}
         self._key_of: dict[str, tuple[str, str]] = {}  # task id -> the key bound to it
         # running totals (base.py): account -> [charged, refunded]; queued refunds by task id,
@@ -51,10 +59,13 @@ class MemoryStore:
         self._fired: dict[str, int] = {}
         self._windows: dict[str, tuple[int, int]] = {}
         self._balances: dict[str, float | None] = {}
+        self._canned: dict[str, CannedResponse] = {}
+        self._canned_fired: dict[str, int] = {}
+        self._account_settings: dict[str, dict[str, Any]] = {}
 
     # tasks
 
-    def put_task_once(self, record: TaskRecord, key: str | None, limit: float | None = None) -> str | Overdraft:
+    def put_task_once(self, record: TaskRecord, key: str | None, limit: Limit = None) -> str | Overdraft:
         with self._lock:
             if key is not None:
                 bound = self._keys.get((record.account, key))
@@ -62,12 +73,15 @@ class MemoryStore:
                     return bound
             if record.id in self._tasks:
                 return record.id
+            if isinstance(limit, AccountLimit):
+                limit = self._balances.get(record.account, limit.default)
             if record.charge:
                 charged, refunded = self._settle(record.account, record.created_at)
                 left = None if limit is None else limit - (charged - refunded)
                 if left is not None and record.charge > left + EPSILON:
                     return Overdraft(left)
             self._tasks[record.id] = record.pack()
+            self._of_account.setdefault(record.account, {})[record.id] = None
             self._book(record)
             if key is not None:
                 self._keys[(record.account, key)] = record.id
@@ -76,9 +90,13 @@ class MemoryStore:
 
     def put_task(self, record: TaskRecord) -> None:
         with self._lock:
-            old = self._tasks.get(record.id)
+            packed = self._tasks.get(record.id)
+            old = TaskRecord.unpack(packed) if packed is not None else None
+            if old is not None and old.account != record.account:
+                self._of_account.get(old.account, {}).pop(record.id, None)
             self._tasks[record.id] = record.pack()
-            self._rebook(TaskRecord.unpack(old) if old is not None else None, record)
+            self._of_account.setdefault(record.account, {})[record.id] = None
+            self._rebook(old, record)
 
     # running totals (under the lock)
 
@@ -135,18 +153,38 @@ class MemoryStore:
             return updated
 
     def tasks(self, account: str | None = None) -> list[TaskRecord]:
-        return [TaskRecord.unpack(packed) for packed in self._tasks.values() if account is None or packed[1] == account]
+        return [TaskRecord.unpack(self._tasks[i]) for i in list(self._ids(account))]
 
-    def evict_tasks(self, created_before: float) -> int:
+    def _ids(self, account: str | None) -> dict[str, Any]:
+        return self._tasks if account is None else self._of_account.get(account, {})
+
+    def task_count(self, account: str | None = None) -> int:
+        return len(self._ids(account))
+
+    def task_page(
+        self, account: str | None = None, *, newest_first: bool = False, offset: int = 0, limit: int | None = None
+    ) -> list[TaskRecord]:
+        ids = self._ids(account)
         with self._lock:
-            old = []
-            for task_id, packed in self._tasks.items():  # insertion order is creation order
-                if packed[3] >= created_before:
+            order = reversed(ids) if newest_first else iter(ids)
+            chosen = list(itertools.islice(order, offset, None if limit is None else offset + limit))
+        return [TaskRecord.unpack(self._tasks[i]) for i in chosen if i in self._tasks]
+
+    def evict_tasks(self, created_before: float, limit: int | None = None) -> int:
+        with self._lock:
+            old: list[TaskRecord] = []
+            for packed in self._tasks.values():  # insertion order is creation order
+                if len(old) == limit:
                     break
-                old.append(task_id)
-            for task_id in old:
-                self._unbook(TaskRecord.unpack(self._tasks.pop(task_id)))
-                key = self._key_of.pop(task_id, None)
+                record = TaskRecord.unpack(packed)
+                if record.created_at >= created_before:
+                    break
+                old.append(record)
+            for record in old:
+                del self._tasks[record.id]
+                self._of_account.get(record.account, {}).pop(record.id, None)
+                self._unbook(record)
+                key = self._key_of.pop(record.id, None)
                 if key is not None:
                     self._keys.pop(key, None)
             return len(old)
@@ -175,25 +213,33 @@ class MemoryStore:
 
     def append_journal(self, entry: dict[str, Any]) -> int:
         text = dumps(entry).decode()
+        return self._append(text, len(text))
+
+    def append_entry(self, entry: Entry) -> int:
+        """``append_journal`` of an edge's ``Entry``: kept as it is, made into text when first read."""
+        return self._append(entry, entry.size)
+
+    def _append(self, item: str | Entry, size: int) -> int:
         with self._lock:
             self._seq += 1
-            if len(self._journal) == self._journal.maxlen:
-                self._journal_bytes -= len(self._journal.popleft()[1])
-            self._journal.append((self._seq, text))
-            self._journal_bytes += len(text)
+            journal = self._journal
+            if len(journal) == journal.maxlen:
+                self._journal_bytes -= journal.popleft()[1]
+            journal.append((self._seq, size, item))
+            self._journal_bytes += size
             limit = self._journal_max_bytes
-            while limit is not None and self._journal_bytes > limit and len(self._journal) > 1:
-                self._journal_bytes -= len(self._journal.popleft()[1])  # oldest first, as the ring does
+            while limit is not None and self._journal_bytes > limit and len(journal) > 1:
+                self._journal_bytes -= journal.popleft()[1]  # oldest first, as the ring does
             return self._seq
 
     def journal(self, since: int = 0) -> list[dict[str, Any]]:
-        return [{**json.loads(text), "seq": seq} for seq, text in self._journal if seq > since]
+        return [{**_entry(item), "seq": seq} for seq, _, item in list(self._journal) if seq > since]
 
     # faults
 
     def put_fault_rule(self, rule: FaultRule) -> None:
         self._rules[rule.id] = rule
-        self._fired[rule.id] = 0
+        self._fired[rule.id] = rule.fired
 
     def fault_rules(self) -> list[FaultRule]:
         return list(self._rules.values())
@@ -212,6 +258,52 @@ class MemoryStore:
                 return False
             self._fired[rule_id] = fired + 1
             return True
+
+    def fault_rule_counts(self) -> dict[str, int]:
+        return dict(self._fired)
+
+    # canned responses
+
+    def put_canned_response(self, response: CannedResponse) -> None:
+        with self._lock:
+            self._canned[response.id] = response
+            self._canned_fired[response.id] = response.fired
+
+    def canned_responses(self) -> list[CannedResponse]:
+        if not self._canned:  # the common case, asked on every request: no copying
+            return []
+        fired = self._canned_fired
+        return [dataclasses.replace(r, fired=fired.get(r.id, 0)) for r in list(self._canned.values())]
+
+    def delete_canned_response(self, response_id: str) -> bool:
+        with self._lock:
+            self._canned_fired.pop(response_id, None)
+            return self._canned.pop(response_id, None) is not None
+
+    def fire_canned_response(self, response_id: str) -> bool:
+        with self._lock:
+            response = self._canned.get(response_id)
+            if response is None:
+                return False
+            fired = self._canned_fired.get(response_id, 0)
+            if response.times is not None and fired >= response.times:
+                return False
+            self._canned_fired[response_id] = fired + 1
+            return True
+
+    # per-account settings
+
+    def account_settings(self, account: str) -> dict[str, Any]:
+        return dict(self._account_settings.get(account) or {})
+
+    def set_account_settings(self, account: str, settings: dict[str, Any]) -> None:
+        if settings:
+            self._account_settings[account] = dict(settings)
+        else:
+            self._account_settings.pop(account, None)
+
+    def all_account_settings(self) -> dict[str, dict[str, Any]]:
+        return {account: dict(values) for account, values in self._account_settings.items()}
 
     # rate limiting
 
@@ -252,18 +344,28 @@ class MemoryStore:
         if account is None:
             self._clear()
             return
-        self._tasks = {k: v for k, v in self._tasks.items() if v[1] != account}
+        for task_id in self._of_account.pop(account, {}):
+            self._tasks.pop(task_id, None)
         self._keys = {k: v for k, v in self._keys.items() if k[0] != account}
         self._key_of = {k: v for k, v in self._key_of.items() if v[0] != account}
         self._refunds = {k: v for k, v in self._refunds.items() if v[0] != account}
         self._spend.pop(account, None)
         self._due.pop(account, None)
         self._uploads = {k: v for k, v in self._uploads.items() if v.account != account}
-        kept = [(seq, text) for seq, text in self._journal if json.loads(text).get("account") != account]
+        kept = [kept for kept in self._journal if _account_of(kept[2]) != account]
         self._journal = deque(kept, maxlen=self._journal.maxlen)
-        self._journal_bytes = sum(len(text) for _, text in kept)
+        self._journal_bytes = sum(size for _, size, _ in kept)
         self._windows.pop(account, None)
         self._balances.pop(account, None)
+        self._account_settings.pop(account, None)
 
     def ping(self) -> None:
         return None
+
+
+def _entry(item: str | Entry) -> dict[str, Any]:
+    return json.loads(item) if isinstance(item, str) else item.to_dict()
+
+
+def _account_of(item: str | Entry) -> Any:
+    return json.loads(item).get("account") if isinstance(item, str) else item.account

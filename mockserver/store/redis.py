@@ -18,18 +18,23 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..core.canned import CannedResponse
 from ..core.errors import StoreUnavailable
 from ..core.faults import FaultRule
 from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
-from .base import Overdraft, Spending, Store, booking
+from .base import AccountLimit, Limit, Overdraft, Spending, Store, booking
 from .guard import Guard
+
+if TYPE_CHECKING:
+    from .aio import HotStore
+    from .redis_hot import RedisHot
 
 FIRE_RULE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -45,8 +50,20 @@ redis.call('RPUSH', KEYS[1], cjson.encode({seq, ARGV[1]}))
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 return seq
 """
-# KEYS: tasks, task_order, idempotency, idem_of, charged, refunded, refunds:<account>
-# ARGV: id, task JSON, key field or '', account, charge, limit or '', now, refund due or '', refund member
+# Several entries at once (the hot store's batches). KEYS: journal, journal_seq; ARGV: size, entries...
+APPEND_MANY = """
+local n = #ARGV - 1
+local last = redis.call('INCRBY', KEYS[2], n)
+local items = {}
+for i = 1, n do items[i] = cjson.encode({last - n + i, ARGV[i + 1]}) end
+redis.call('RPUSH', KEYS[1], unpack(items))
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
+return last
+"""
+# KEYS: tasks, task_order, idempotency, idem_of, charged, refunded, refunds:<account>, balances,
+#       task_order:<account> (each account's tasks in order: a page of one account's costs its size)
+# ARGV: id, task JSON, key field or '', account, charge, limit or '', now, refund due or '', refund member,
+#       '1' when the account's own balance (a JSON number or null in balances) comes before the limit
 # A refund member is "<amount>|<task id>", scored by its due time.
 PUT_ONCE = """
 if ARGV[3] ~= '' then
@@ -63,10 +80,15 @@ if charge ~= 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', ARGV[7])
     redis.call('HINCRBYFLOAT', KEYS[6], ARGV[4], string.format('%.17g', total))
   end
-  if ARGV[6] ~= '' then
+  local limit = ARGV[6]
+  if ARGV[10] == '1' then
+    local own = redis.call('HGET', KEYS[8], ARGV[4])
+    if own then limit = (own == 'null') and '' or own end
+  end
+  if limit ~= '' then
     local spent = tonumber(redis.call('HGET', KEYS[5], ARGV[4]) or '0')
       - tonumber(redis.call('HGET', KEYS[6], ARGV[4]) or '0')
-    local left = tonumber(ARGV[6]) - spent
+    local left = tonumber(limit) - spent
     if charge > left + 1e-9 then return {'overdraft', string.format('%.17g', left)} end
   end
   redis.call('HINCRBYFLOAT', KEYS[5], ARGV[4], ARGV[5])
@@ -74,13 +96,15 @@ if charge ~= 0 then
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('RPUSH', KEYS[9], ARGV[1])
 if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
   redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
 end
 return {'stored', ARGV[1]}
 """
-# KEYS: tasks, task_order, idempotency, idem_of, charged, refunded, refunds:<old account>, refunds:<new account>
+# KEYS: tasks, task_order, idempotency, idem_of, charged, refunded, refunds:<old account>, refunds:<new account>,
+#       task_order:<old account>, task_order:<new account>
 # ARGV: id, expected JSON ('' = absent), new JSON ('' = delete), old account, -old charge or '' (no unbooking),
 #       old refund member or '', new account, new charge or '' (no booking), new refund due or '', new member
 SWAP = """
@@ -90,6 +114,7 @@ if ARGV[3] == '' then
   if current then
     redis.call('HDEL', KEYS[1], ARGV[1])
     redis.call('LREM', KEYS[2], 1, ARGV[1])
+    redis.call('LREM', KEYS[9], 1, ARGV[1])
     local field = redis.call('HGET', KEYS[4], ARGV[1])
     if field then
       redis.call('HDEL', KEYS[3], field)
@@ -97,7 +122,13 @@ if ARGV[3] == '' then
     end
   end
 else
-  if not current then redis.call('RPUSH', KEYS[2], ARGV[1]) end
+  if not current then
+    redis.call('RPUSH', KEYS[2], ARGV[1])
+    redis.call('RPUSH', KEYS[10], ARGV[1])
+  elseif ARGV[4] ~= ARGV[7] then
+    redis.call('LREM', KEYS[9], 1, ARGV[1])
+    redis.call('RPUSH', KEYS[10], ARGV[1])
+  end
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 end
 if ARGV[5] ~= '' then
@@ -112,6 +143,18 @@ if ARGV[8] ~= '' then
 end
 return 1
 """
+SHARED_VERSION = "shared_version"  # bumped by every change of what every request reads
+SHARED_CHANNEL = "shared_changed"  # and announced here (``redis_hot`` subscribes)
+# The Store methods that change it: each also calls ``_changed`` (wrapped below the class).
+SHARED_CHANGES = (
+    "set_clock_state",
+    "put_fault_rule",
+    "delete_fault_rule",
+    "put_canned_response",
+    "delete_canned_response",
+    "set_account_settings",
+    "reset",
+)
 UNAVAILABLE = (
     redis.ConnectionError,
     redis.TimeoutError,
@@ -139,27 +182,60 @@ class RedisStore:
         self.url = url
         self.p = prefix
         self.journal_size = journal_size
+        self.timeout = timeout
         self._guard = Guard("redis", UNAVAILABLE)
         self._last_clock: tuple[float, float | None] = (0.0, None)
         self._fire = self.r.register_script(FIRE_RULE)
         self._append = self.r.register_script(APPEND_JOURNAL)
         self._put_once = self.r.register_script(PUT_ONCE)
         self._swap_script = self.r.register_script(SWAP)
+        self._append_many = self.r.register_script(APPEND_MANY)
+        self._hot: RedisHot | None = None
 
     def k(self, name: str) -> str:
         return self.p + name
+
+    def hot(self) -> HotStore:
+        """The hot path's calls (``store.aio``) through an asyncio client (``redis_hot``)."""
+        if self._hot is None:
+            from .redis_hot import RedisHot
+
+            self._hot = RedisHot(self)
+        return self._hot
+
+    def _changed(self) -> None:
+        """Something every request reads changed (the clock, fault rules, canned responses, accounts'
+        settings): bump their version and tell every worker (``redis_hot``), in one round trip."""
+        with self._guard:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.incr(self.k(SHARED_VERSION))
+            pipe.publish(self.k(SHARED_CHANNEL), "changed")
+            pipe.execute()
 
     def ping(self) -> None:
         self.r.ping()
 
     # tasks
 
-    def put_task_once(self, record: TaskRecord, key: str | None, limit: float | None = None) -> str | Overdraft:
+    def put_task_once(self, record: TaskRecord, key: str | None, limit: Limit = None) -> str | Overdraft:
+        keys, args = self._put_once_call(record, key, limit)
+        return _put_once_answer(self._put_once(keys=keys, args=args))
+
+    def _put_once_call(self, record: TaskRecord, key: str | None, limit: Limit) -> tuple[list[str], list[str]]:
+        """``PUT_ONCE``'s keys and arguments (the hot store runs the same script)."""
         due = refund_due(record)
-        keys = [*self._task_keys(), self.k(f"refunds:{record.account}")]
+        own = isinstance(limit, AccountLimit)
+        if isinstance(limit, AccountLimit):
+            limit = limit.default
+        keys = [
+            *self._task_keys(),
+            self.k(f"refunds:{record.account}"),
+            self.k("balances"),
+            self.k(f"task_order:{record.account}"),
+        ]
         args = [
             record.id,
-            json.dumps(record.to_dict()),
+            record.to_json(),
             "" if key is None else f"{record.account}|{key}",
             record.account,
             repr(record.charge),
@@ -167,16 +243,14 @@ class RedisStore:
             repr(record.created_at),
             "" if due is None else repr(due),
             _member(record),
+            "1" if own else "",
         ]
-        status, value = self._put_once(keys=keys, args=args)
-        if status == b"overdraft":
-            return Overdraft(float(value))
-        return str(value.decode())
+        return keys, args
 
     def put_task(self, record: TaskRecord) -> None:
         while True:
             raw = self.r.hget(self.k("tasks"), record.id)
-            old = TaskRecord.from_dict(json.loads(raw)) if raw is not None else None
+            old = TaskRecord.from_json(raw) if raw is not None else None
             if self._swap(record.id, raw, old, record):
                 return
 
@@ -196,11 +270,13 @@ class RedisStore:
             *self._task_keys(),
             self.k(f"refunds:{either.account}"),
             self.k(f"refunds:{(new or either).account}"),
+            self.k(f"task_order:{either.account}"),
+            self.k(f"task_order:{(new or either).account}"),
         ]
         args: list[str | bytes] = [
             task_id,
             expected or b"",
-            json.dumps(new.to_dict()) if new is not None else "",
+            new.to_json() if new is not None else "",
             old.account if old is not None else "",
             repr(-old.charge) if unbook and old is not None else "",
             _member(old) if unbook and old is not None and refund_due(old) is not None else "",
@@ -213,14 +289,14 @@ class RedisStore:
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         raw = self.r.hget(self.k("tasks"), task_id)
-        return TaskRecord.from_dict(json.loads(raw)) if raw else None
+        return TaskRecord.from_json(raw) if raw else None
 
     def update_task(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord | None:
         while True:  # compare-and-set: ``change`` runs again when another worker changed the task first
             raw = self.r.hget(self.k("tasks"), task_id)
             if raw is None:
                 return None
-            record = TaskRecord.from_dict(json.loads(raw))
+            record = TaskRecord.from_json(raw)
             updated = change(record)
             if updated is record or self._swap(task_id, raw, record, updated):
                 return updated
@@ -230,12 +306,31 @@ class RedisStore:
         if not ids:
             return []
         raws = self.r.hmget(self.k("tasks"), ids)
-        records = [TaskRecord.from_dict(json.loads(raw)) for raw in raws if raw]
+        records = [TaskRecord.from_json(raw) for raw in raws if raw]
         return [t for t in records if account is None or t.account == account]
 
-    def evict_tasks(self, created_before: float) -> int:
+    def _order(self, account: str | None) -> str:
+        return self.k("task_order" if account is None else f"task_order:{account}")
+
+    def task_count(self, account: str | None = None) -> int:
+        return int(self.r.llen(self._order(account)))
+
+    def task_page(
+        self, account: str | None = None, *, newest_first: bool = False, offset: int = 0, limit: int | None = None
+    ) -> list[TaskRecord]:
+        if limit == 0:
+            return []
+        last = -1 if limit is None else offset + limit - 1
+        if newest_first:  # counted from the end of the list
+            ids = self.r.lrange(self._order(account), -1 - last if last >= 0 else 0, -1 - offset)[::-1]
+        else:
+            ids = self.r.lrange(self._order(account), offset, last)
+        raws = self.r.hmget(self.k("tasks"), ids) if ids else []
+        return [TaskRecord.from_json(raw) for raw in raws if raw]
+
+    def evict_tasks(self, created_before: float, limit: int | None = None) -> int:
         evicted = 0
-        while True:
+        while evicted != limit:
             head = self.r.lindex(self.k("task_order"), 0)
             if head is None:
                 break
@@ -243,7 +338,7 @@ class RedisStore:
             if raw is None:  # listed, never stored (written before PUT_ONCE and SWAP kept both together)
                 self.r.lrem(self.k("task_order"), 1, head)
                 continue
-            record = TaskRecord.from_dict(json.loads(raw))
+            record = TaskRecord.from_json(raw)
             if record.created_at >= created_before:
                 break
             if self._swap(record.id, raw, record, None):  # the task, its key and its totals, at once
@@ -288,6 +383,8 @@ class RedisStore:
         return int(self._append(keys=keys, args=[json.dumps(entry), self.journal_size]))
 
     def journal(self, since: int = 0) -> list[dict[str, Any]]:
+        if self._hot is not None:
+            self._hot.flush_journal()  # entries queued by the hot store: written before they are read
         out = []
         for raw in self.r.lrange(self.k("journal"), 0, -1):
             seq, data = json.loads(raw)
@@ -300,7 +397,7 @@ class RedisStore:
     def put_fault_rule(self, rule: FaultRule) -> None:
         pipe = self.r.pipeline()
         pipe.hset(self.k("rules"), rule.id, json.dumps(rule.to_dict()))
-        pipe.hset(self.k("rule_fired"), rule.id, 0)
+        pipe.hset(self.k("rule_fired"), rule.id, rule.fired)
         pipe.rpush(self.k("rule_order"), rule.id)
         pipe.execute()
 
@@ -323,6 +420,63 @@ class RedisStore:
         times = json.loads(raw).get("times")
         keys = [self.k("rules"), self.k("rule_fired")]
         return bool(self._fire(keys=keys, args=[rule_id, -1 if times is None else times]))
+
+    def fault_rule_counts(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.r.hgetall(self.k("rule_fired")).items()}
+
+    # canned responses: ``canned`` (id -> JSON), ``canned_fired`` (id -> count), ``canned_order`` (ids)
+
+    def put_canned_response(self, response: CannedResponse) -> None:
+        known = self.r.hexists(self.k("canned"), response.id)  # a replaced response keeps its place
+        pipe = self.r.pipeline()
+        pipe.hset(self.k("canned"), response.id, json.dumps(response.to_dict()))
+        pipe.hset(self.k("canned_fired"), response.id, response.fired)
+        if not known:
+            pipe.rpush(self.k("canned_order"), response.id)
+        pipe.execute()
+
+    def canned_responses(self) -> list[CannedResponse]:
+        pipe = self.r.pipeline(transaction=False)  # one round trip, however many there are
+        pipe.lrange(self.k("canned_order"), 0, -1)
+        pipe.hgetall(self.k("canned"))
+        pipe.hgetall(self.k("canned_fired"))
+        order, raws, fired = pipe.execute()
+        if not order:
+            return []
+        return [
+            CannedResponse.from_dict({**json.loads(raws[i]), "fired": int(fired.get(i, 0))}) for i in order if i in raws
+        ]
+
+    def delete_canned_response(self, response_id: str) -> bool:
+        pipe = self.r.pipeline()
+        pipe.hdel(self.k("canned"), response_id)
+        pipe.hdel(self.k("canned_fired"), response_id)
+        pipe.lrem(self.k("canned_order"), 0, response_id)
+        return bool(pipe.execute()[0])
+
+    def fire_canned_response(self, response_id: str) -> bool:
+        raw = self.r.hget(self.k("canned"), response_id)
+        if raw is None:
+            return False
+        times = json.loads(raw).get("times")
+        keys = [self.k("canned"), self.k("canned_fired")]
+        return bool(self._fire(keys=keys, args=[response_id, -1 if times is None else times]))
+
+    # per-account settings: ``account_settings`` (account -> JSON)
+
+    def account_settings(self, account: str) -> dict[str, Any]:
+        raw = self.r.hget(self.k("account_settings"), account)
+        found: dict[str, Any] = json.loads(raw) if raw else {}
+        return found
+
+    def set_account_settings(self, account: str, settings: dict[str, Any]) -> None:
+        if settings:
+            self.r.hset(self.k("account_settings"), account, json.dumps(settings))
+        else:
+            self.r.hdel(self.k("account_settings"), account)
+
+    def all_account_settings(self) -> dict[str, dict[str, Any]]:
+        return {k.decode(): json.loads(v) for k, v in self.r.hgetall(self.k("account_settings")).items()}
 
     # rate limiting
 
@@ -386,6 +540,7 @@ class RedisStore:
         self.r.hdel(self.k("charged"), account)
         self.r.hdel(self.k("refunded"), account)
         self.r.delete(self.k(f"refunds:{account}"))
+        self.r.delete(self.k(f"task_order:{account}"))
         for upload_id, meta in self.r.hgetall(self.k("uploads")).items():
             if json.loads(meta).get("account") == account:
                 self.r.hdel(self.k("uploads"), upload_id)
@@ -396,6 +551,14 @@ class RedisStore:
         for key in self.r.scan_iter(match=self.k(f"window:{account}:*")):
             self.r.delete(key)
         self.r.hdel(self.k("balances"), account)
+        self.r.hdel(self.k("account_settings"), account)
+
+
+def _put_once_answer(reply: Any) -> str | Overdraft:
+    status, value = reply
+    if status == b"overdraft":
+        return Overdraft(float(value))
+    return str(value.decode())
 
 
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -412,3 +575,18 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
 for _name in [n for n in vars(Store) if not n.startswith("_") and n != "clock_state"]:
     if callable(getattr(RedisStore, _name, None)):
         setattr(RedisStore, _name, _guarded(getattr(RedisStore, _name)))
+
+
+def _announced(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
+        result = method(self, *args, **kwargs)
+        self._changed()
+        return result
+
+    return call
+
+
+# What every request reads, changed: every worker's copy is read again (``redis_hot``).
+for _name in SHARED_CHANGES:
+    setattr(RedisStore, _name, _announced(getattr(RedisStore, _name)))

@@ -22,16 +22,22 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..core.canned import CannedResponse
 from ..core.errors import StoreUnavailable
 from ..core.faults import FaultRule
 from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
-from .base import EPSILON, Overdraft, Spending, booking
+from .base import EPSILON, AccountLimit, Limit, Overdraft, Spending, booking
 from .guard import Guard
 
-SCHEMA_VERSION = 2  # 2: running totals (spend, refunds), keys found by task
+if TYPE_CHECKING:
+    from .aio import HotStore
+    from .sqlite_hot import SQLiteHot
+
+SCHEMA_VERSION = 4  # 2: running totals (spend, refunds), keys found by task; 3: canned responses, account settings;
+# 4: the shared settings' version (bumped by triggers)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, account TEXT NOT NULL, created_at REAL NOT NULL,
@@ -52,8 +58,40 @@ CREATE TABLE IF NOT EXISTS spend (account TEXT PRIMARY KEY, charged REAL NOT NUL
 CREATE TABLE IF NOT EXISTS refunds (task_id TEXT PRIMARY KEY, account TEXT NOT NULL, due REAL NOT NULL,
                                     amount REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS refunds_due ON refunds(account, due);
+CREATE TABLE IF NOT EXISTS canned (id TEXT PRIMARY KEY, pos INTEGER, data TEXT NOT NULL,
+                                   fired INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS account_settings (account TEXT PRIMARY KEY, data TEXT NOT NULL);
 """
 
+
+def _bumps(table: str, event: str, columns: str) -> str:
+    """A trigger: any ``event`` on ``table`` bumps the shared settings' version."""
+    of = columns if event == "UPDATE" else ""
+    return (
+        f"CREATE TRIGGER IF NOT EXISTS {table}_{event.lower()} AFTER {event}{of} ON {table} "  # noqa: S608 - fixed names
+        "BEGIN UPDATE shared_version SET version = version + 1 WHERE id = 1; END"
+    )
+
+
+# The version of what every request reads of the shared settings (the clock, fault rules, canned
+# responses, accounts' settings): any change by any connection bumps it (the firing counts excepted),
+# so a worker reads the version once per request and the settings again only when it moved.
+SHARED_TABLES = {"clock": "", "rules": " OF data, pos", "canned": " OF data, pos", "account_settings": ""}
+SHARED_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS shared_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO shared_version VALUES (1, 0)",
+    *(_bumps(table, event, of) for table, of in SHARED_TABLES.items() for event in ("INSERT", "UPDATE", "DELETE")),
+    # Each account's number of tasks, kept by triggers (a page of the listing says the total without counting).
+    "CREATE TABLE IF NOT EXISTS task_counts (account TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO task_counts SELECT account, COUNT(*) FROM tasks GROUP BY account",
+    "CREATE TRIGGER IF NOT EXISTS tasks_counted AFTER INSERT ON tasks BEGIN "
+    "INSERT INTO task_counts VALUES (new.account, 1) ON CONFLICT(account) DO UPDATE SET n = n + 1; END",
+    "CREATE TRIGGER IF NOT EXISTS tasks_uncounted AFTER DELETE ON tasks BEGIN "
+    "UPDATE task_counts SET n = n - 1 WHERE account = old.account; END",
+    "CREATE TRIGGER IF NOT EXISTS tasks_recounted AFTER UPDATE OF account ON tasks WHEN old.account <> new.account "
+    "BEGIN UPDATE task_counts SET n = n - 1 WHERE account = old.account; "
+    "INSERT INTO task_counts VALUES (new.account, 1) ON CONFLICT(account) DO UPDATE SET n = n + 1; END",
+]
 
 LEDGER = ("spend", "refunds")
 
@@ -70,6 +108,7 @@ class SQLiteStore:
         self._guard = Guard("sqlite", (sqlite3.OperationalError,), on_error=self._forget_connection)
         self._last_clock: tuple[float, float | None] = (0.0, None)
         self._appends = 0
+        self._hot: SQLiteHot | None = None
         with suppress(StoreUnavailable), self._lock, self._guard:
             self._connection()  # now if it can; else on the first call that finds the file usable
 
@@ -96,8 +135,11 @@ class SQLiteStore:
             if version < SCHEMA_VERSION:
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     db.execute(statement)
-                for (data,) in db.execute("SELECT data FROM tasks ORDER BY rowid").fetchall():
-                    self._book(db, TaskRecord.from_dict(json.loads(data)))
+                for statement in SHARED_SCHEMA:
+                    db.execute(statement)
+                if version < 2:  # the running totals came with version 2: sum them from the tasks once
+                    for (data,) in db.execute("SELECT data FROM tasks ORDER BY rowid").fetchall():
+                        self._book(db, TaskRecord.from_json(data))
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
@@ -138,6 +180,9 @@ class SQLiteStore:
             return self._connection().execute(sql, args).fetchall()
 
     def close(self) -> None:
+        if self._hot is not None:
+            self._hot.close()
+            self._hot = None
         with self._lock:
             if self._db is not None:
                 self._db.close()
@@ -156,38 +201,45 @@ class SQLiteStore:
 
     # tasks
 
-    def put_task_once(self, record: TaskRecord, key: str | None, limit: float | None = None) -> str | Overdraft:
+    def put_task_once(self, record: TaskRecord, key: str | None, limit: Limit = None) -> str | Overdraft:
         with self._write() as db:
-            if key is not None:
-                row = db.execute(
-                    "SELECT task_id FROM idempotency WHERE account = ? AND key = ?", (record.account, key)
-                ).fetchone()
-                if row is not None:
-                    return str(row[0])
-            if db.execute("SELECT 1 FROM tasks WHERE id = ?", (record.id,)).fetchone() is not None:
-                return record.id
-            if record.charge:
-                spent = self._settle(db, record.account, record.created_at)
-                if limit is not None and record.charge > limit - spent + EPSILON:
-                    return Overdraft(limit - spent)
-            self._insert(db, record)
-            self._book(db, record)
-            if key is not None:
-                db.execute("INSERT INTO idempotency VALUES (?, ?, ?)", (record.account, key, record.id))
+            return self._put_once(db, record, key, limit)
+
+    def _put_once(self, db: sqlite3.Connection, record: TaskRecord, key: str | None, limit: Limit) -> str | Overdraft:
+        """``put_task_once`` inside a write transaction (the hot store's writer runs many in one)."""
+        if key is not None:
+            row = db.execute(
+                "SELECT task_id FROM idempotency WHERE account = ? AND key = ?", (record.account, key)
+            ).fetchone()
+            if row is not None:
+                return str(row[0])
+        if db.execute("SELECT 1 FROM tasks WHERE id = ?", (record.id,)).fetchone() is not None:
             return record.id
+        if record.charge:
+            if isinstance(limit, AccountLimit):
+                row = db.execute("SELECT amount FROM balances WHERE account = ?", (record.account,)).fetchone()
+                limit = row[0] if row is not None else limit.default
+            spent = self._settle(db, record.account, record.created_at)
+            if limit is not None and record.charge > limit - spent + EPSILON:
+                return Overdraft(limit - spent)
+        self._insert(db, record)
+        self._book(db, record)
+        if key is not None:
+            db.execute("INSERT INTO idempotency VALUES (?, ?, ?)", (record.account, key, record.id))
+        return record.id
 
     def put_task(self, record: TaskRecord) -> None:
         with self._write() as db:
             row = db.execute("SELECT data FROM tasks WHERE id = ?", (record.id,)).fetchone()
             self._insert(db, record)
-            self._rebook(db, TaskRecord.from_dict(json.loads(row[0])) if row else None, record)
+            self._rebook(db, TaskRecord.from_json(row[0]) if row else None, record)
 
     @staticmethod
     def _insert(db: sqlite3.Connection, record: TaskRecord) -> None:
         db.execute(
             "INSERT INTO tasks (id, account, created_at, data) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET account = excluded.account, data = excluded.data",
-            (record.id, record.account, record.created_at, json.dumps(record.to_dict())),
+            (record.id, record.account, record.created_at, record.to_json()),
         )
 
     # running totals (inside a write transaction)
@@ -236,36 +288,67 @@ class SQLiteStore:
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         row = self._one("SELECT data FROM tasks WHERE id = ?", (task_id,))
-        return TaskRecord.from_dict(json.loads(row[0])) if row else None
+        return TaskRecord.from_json(row[0]) if row else None
 
     def update_task(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord | None:
         with self._write() as db:
-            row = db.execute("SELECT data FROM tasks WHERE id = ?", (task_id,)).fetchone()
-            if row is None:
-                return None
-            record = TaskRecord.from_dict(json.loads(row[0]))
-            updated = change(record)
-            if updated is not record:
-                db.execute("UPDATE tasks SET data = ? WHERE id = ?", (json.dumps(updated.to_dict()), task_id))
-                self._rebook(db, record, updated)
-            return updated
+            return self._update_task_in(db, task_id, change)
+
+    def _update_task_in(
+        self, db: sqlite3.Connection, task_id: str, change: Callable[[TaskRecord], TaskRecord]
+    ) -> TaskRecord | None:
+        """``update_task`` inside a write transaction (the hot store runs it with others)."""
+        row = db.execute("SELECT data FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None:
+            return None
+        record = TaskRecord.from_json(row[0])
+        updated = change(record)
+        if updated is not record:
+            db.execute("UPDATE tasks SET data = ? WHERE id = ?", (updated.to_json(), task_id))
+            self._rebook(db, record, updated)
+        return updated
 
     def tasks(self, account: str | None = None) -> list[TaskRecord]:
         if account is None:
             rows = self._all("SELECT data FROM tasks ORDER BY rowid")
         else:
             rows = self._all("SELECT data FROM tasks WHERE account = ? ORDER BY rowid", (account,))
-        return [TaskRecord.from_dict(json.loads(r[0])) for r in rows]
+        return [TaskRecord.from_json(r[0]) for r in rows]
 
-    def evict_tasks(self, created_before: float) -> int:
+    def task_count(self, account: str | None = None) -> int:
+        if account is None:
+            row = self._one("SELECT COALESCE(SUM(n), 0) FROM task_counts")
+        else:
+            row = self._one("SELECT n FROM task_counts WHERE account = ?", (account,))
+        return int(row[0]) if row else 0
+
+    def task_page(
+        self, account: str | None = None, *, newest_first: bool = False, offset: int = 0, limit: int | None = None
+    ) -> list[TaskRecord]:
+        order = "DESC" if newest_first else "ASC"
+        window = (-1 if limit is None else limit, offset)
+        if account is None:
+            rows = self._all(f"SELECT data FROM tasks ORDER BY rowid {order} LIMIT ? OFFSET ?", window)  # noqa: S608
+        else:
+            sql = f"SELECT data FROM tasks WHERE account = ? ORDER BY rowid {order} LIMIT ? OFFSET ?"  # noqa: S608
+            rows = self._all(sql, (account, *window))
+        return [TaskRecord.from_json(r[0]) for r in rows]
+
+    def evict_tasks(self, created_before: float, limit: int | None = None) -> int:
         with self._write() as db:
-            for (data,) in db.execute("SELECT data FROM tasks WHERE created_at < ?", (created_before,)).fetchall():
-                self._unbook(db, TaskRecord.from_dict(json.loads(data)))
-            db.execute(
-                "DELETE FROM idempotency WHERE task_id IN (SELECT id FROM tasks WHERE created_at < ?)",
-                (created_before,),
-            )
-            return int(db.execute("DELETE FROM tasks WHERE created_at < ?", (created_before,)).rowcount)
+            return self._evict_tasks_in(db, created_before, limit)
+
+    def _evict_tasks_in(self, db: sqlite3.Connection, created_before: float, limit: int | None = None) -> int:
+        """``evict_tasks`` inside a write transaction (the hot store runs it with others)."""
+        rows = db.execute(
+            "SELECT id, data FROM tasks WHERE created_at < ? ORDER BY created_at LIMIT ?",
+            (created_before, -1 if limit is None else limit),
+        ).fetchall()
+        for task_id, data in rows:
+            self._unbook(db, TaskRecord.from_json(data))
+            db.execute("DELETE FROM idempotency WHERE task_id = ?", (task_id,))
+            db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+        return len(rows)
 
     # idempotency
 
@@ -298,17 +381,33 @@ class SQLiteStore:
     # journal
 
     def append_journal(self, entry: dict[str, Any]) -> int:
+        if self._hot is not None:
+            self._hot.flush_journal()  # the entries queued before this one come first
         with self._write() as db:
-            cursor = db.execute(
-                "INSERT INTO journal (account, data) VALUES (?, ?)", (entry.get("account"), json.dumps(entry))
-            )
-            seq = int(cursor.lastrowid or 0)
-            self._appends += 1
-            if self._appends % 100 == 0 or self.journal_size < 100:
-                db.execute("DELETE FROM journal WHERE seq <= ?", (seq - self.journal_size,))
-            return seq
+            return self._append(db, [(entry.get("account"), json.dumps(entry))])
+
+    def _append(self, db: sqlite3.Connection, entries: list[tuple[Any, str]]) -> int:
+        """Journal entries (account, JSON text) inside a write transaction; the last one's sequence number."""
+        db.executemany("INSERT INTO journal (account, data) VALUES (?, ?)", entries)
+        seq = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+        before = self._appends
+        self._appends += len(entries)
+        if self._appends // 100 != before // 100 or self.journal_size < 100:
+            db.execute("DELETE FROM journal WHERE seq <= ?", (seq - self.journal_size,))
+        return seq
+
+    def hot(self) -> HotStore:
+        """The hot path's calls (``store.aio``): reads at once on a connection of their own, writes in a
+        writer thread, many in one transaction; journal entries queued and written in batches."""
+        if self._hot is None:
+            from .sqlite_hot import SQLiteHot
+
+            self._hot = SQLiteHot(self)
+        return self._hot
 
     def journal(self, since: int = 0) -> list[dict[str, Any]]:
+        if self._hot is not None:
+            self._hot.flush_journal()  # entries queued for the writer: written before they are read
         rows = self._all(
             "SELECT seq, data FROM journal WHERE seq > ? AND seq > (SELECT COALESCE(MAX(seq), 0) FROM journal) - ?"
             " ORDER BY seq",
@@ -322,8 +421,8 @@ class SQLiteStore:
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO rules (id, pos, data, fired) "
-                "VALUES (?, (SELECT COALESCE(MAX(pos), 0) + 1 FROM rules), ?, 0)",
-                (rule.id, json.dumps(rule.to_dict())),
+                "VALUES (?, (SELECT COALESCE(MAX(pos), 0) + 1 FROM rules), ?, ?)",
+                (rule.id, json.dumps(rule.to_dict()), rule.fired),
             )
 
     def fault_rules(self) -> list[FaultRule]:
@@ -335,26 +434,87 @@ class SQLiteStore:
 
     def fire_fault_rule(self, rule_id: str) -> bool:
         with self._write() as db:
-            row = db.execute("SELECT data, fired FROM rules WHERE id = ?", (rule_id,)).fetchone()
-            if row is None:
-                return False
-            times = json.loads(row[0]).get("times")
-            if times is not None and row[1] >= times:
-                return False
-            db.execute("UPDATE rules SET fired = fired + 1 WHERE id = ?", (rule_id,))
-            return True
+            return self._fire_fault_rule_in(db, rule_id)
+
+    def _fire_fault_rule_in(self, db: sqlite3.Connection, rule_id: str) -> bool:
+        """``fire_fault_rule`` inside a write transaction (the hot store runs it with others)."""
+        row = db.execute("SELECT data, fired FROM rules WHERE id = ?", (rule_id,)).fetchone()
+        if row is None:
+            return False
+        times = json.loads(row[0]).get("times")
+        if times is not None and row[1] >= times:
+            return False
+        db.execute("UPDATE rules SET fired = fired + 1 WHERE id = ?", (rule_id,))
+        return True
+
+    def fault_rule_counts(self) -> dict[str, int]:
+        return {rule_id: int(fired) for rule_id, fired in self._all("SELECT id, fired FROM rules")}
+
+    # canned responses
+
+    def put_canned_response(self, response: CannedResponse) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO canned (id, pos, data, fired) VALUES (?, (SELECT COALESCE(MAX(pos), 0) + 1 FROM canned), "
+                "?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data, fired = excluded.fired",
+                (response.id, json.dumps(response.to_dict()), response.fired),
+            )
+
+    def canned_responses(self) -> list[CannedResponse]:
+        rows = self._all("SELECT data, fired FROM canned ORDER BY pos")
+        return [CannedResponse.from_dict({**json.loads(data), "fired": fired}) for data, fired in rows]
+
+    def delete_canned_response(self, response_id: str) -> bool:
+        with self._write() as db:
+            return db.execute("DELETE FROM canned WHERE id = ?", (response_id,)).rowcount > 0
+
+    def fire_canned_response(self, response_id: str) -> bool:
+        with self._write() as db:
+            return self._fire_canned_response_in(db, response_id)
+
+    def _fire_canned_response_in(self, db: sqlite3.Connection, response_id: str) -> bool:
+        """``fire_canned_response`` inside a write transaction (the hot store runs it with others)."""
+        row = db.execute("SELECT data, fired FROM canned WHERE id = ?", (response_id,)).fetchone()
+        if row is None:
+            return False
+        times = json.loads(row[0]).get("times")
+        if times is not None and row[1] >= times:
+            return False
+        db.execute("UPDATE canned SET fired = fired + 1 WHERE id = ?", (response_id,))
+        return True
+
+    # per-account settings
+
+    def account_settings(self, account: str) -> dict[str, Any]:
+        row = self._one("SELECT data FROM account_settings WHERE account = ?", (account,))
+        found: dict[str, Any] = json.loads(row[0]) if row else {}
+        return found
+
+    def set_account_settings(self, account: str, settings: dict[str, Any]) -> None:
+        with self._write() as db:
+            if settings:
+                db.execute("INSERT OR REPLACE INTO account_settings VALUES (?, ?)", (account, json.dumps(settings)))
+            else:
+                db.execute("DELETE FROM account_settings WHERE account = ?", (account,))
+
+    def all_account_settings(self) -> dict[str, dict[str, Any]]:
+        return {account: json.loads(data) for account, data in self._all("SELECT account, data FROM account_settings")}
 
     # rate limiting
 
     def hit(self, account: str, window: int) -> int:
         with self._write() as db:
-            row = db.execute(
-                "INSERT INTO windows VALUES (?, ?, 1) ON CONFLICT(account) DO UPDATE SET "
-                "count = CASE WHEN window = excluded.window THEN count + 1 ELSE 1 END, window = excluded.window "
-                "RETURNING count",
-                (account, window),
-            ).fetchone()
-            return int(row[0])
+            return self._hit_in(db, account, window)
+
+    def _hit_in(self, db: sqlite3.Connection, account: str, window: int) -> int:
+        """``hit`` inside a write transaction (the hot store runs it with others)."""
+        row = db.execute(
+            "INSERT INTO windows VALUES (?, ?, 1) ON CONFLICT(account) DO UPDATE SET "
+            "count = CASE WHEN window = excluded.window THEN count + 1 ELSE 1 END, window = excluded.window "
+            "RETURNING count",
+            (account, window),
+        ).fetchone()
+        return int(row[0])
 
     # balances
 
@@ -390,8 +550,10 @@ class SQLiteStore:
     def reset(self, account: str | None = None) -> None:
         with self._write() as db:
             if account is None:
-                for table in ("tasks", "idempotency", "uploads", "journal", "rules", "windows", "balances", *LEDGER):
+                for table in ("tasks", "idempotency", "uploads", "journal", "rules", "windows", "balances", *LEDGER,
+                              "canned", "account_settings"):  # fmt: skip
                     db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
                 return
-            for table in ("tasks", "idempotency", "uploads", "journal", "windows", "balances", *LEDGER):
+            for table in ("tasks", "idempotency", "uploads", "journal", "windows", "balances", *LEDGER,
+                          "account_settings"):  # fmt: skip
                 db.execute(f"DELETE FROM {table} WHERE account = ?", (account,))  # noqa: S608 - fixed table names

@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
 from ..core.clock import Clock
 from ..core.spec import Spec
@@ -23,7 +24,7 @@ from .control import control_app, guarded
 from .edge import Edge
 from .http import EXCEPTION_HANDLERS, JSONResponse
 from .media import media_routes
-from .provider import provider_routes
+from .provider import ProviderRoutes
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -51,6 +52,21 @@ def health_route(fake: Fake) -> Callable[[Request], Awaitable[Response]]:
     return healthz
 
 
+class FakeApp(Starlette):
+    """Starlette with the edge (``edge.Edge``) outside its own error middleware, not inside: a
+    provider request goes from the edge straight to its route. What the router answers still
+    passes through Starlette's error middleware, whose last-resort answer (``http.server_error``)
+    is the edge's own."""
+
+    def __init__(self, edge: Middleware, **options: Any) -> None:
+        super().__init__(**options)
+        self.edge = edge
+
+    def build_middleware_stack(self) -> ASGIApp:
+        edge, args, kwargs = self.edge
+        return edge(super().build_middleware_stack(), *args, **kwargs)  # type: ignore[no-any-return]
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -60,7 +76,8 @@ def create_app(
 ) -> Starlette:
     """The fake as an ASGI app. Every collaborator can be handed in (tests hand in a virtual clock)."""
     fake = Fake.open((settings or Settings()).validated(), clock=clock, store=store, spec=spec)
-    routes: list[BaseRoute] = [*provider_routes(fake), *media_routes(fake), *spec_routes(fake.spec)]
+    provider = ProviderRoutes(fake)
+    routes: list[BaseRoute] = [*provider.routes(), *media_routes(fake), *spec_routes(fake.spec)]
     routes.append(Route("/healthz", health_route(fake), methods=["GET", "HEAD"]))
     if fake.settings.control:
         token = fake.settings.control_token
@@ -72,9 +89,9 @@ def create_app(
         yield
         print(fake.spend_report(), file=sys.stderr, flush=True)
 
-    app = Starlette(
+    app = FakeApp(
+        Middleware(Edge, fake=fake, routes=provider),
         routes=routes,
-        middleware=[Middleware(Edge, fake=fake)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -207,7 +207,8 @@ def control_app(fake: Fake) -> Starlette:
         return JSONResponse(har.document(fake.journal(), base), headers={"content-disposition": "inline"})
 
     async def ledger_route(request: Request) -> Response:
-        return JSONResponse(fake.ledger(_account(request.query_params)))
+        q = request.query_params
+        return JSONResponse(fake.ledger(_account(q), offset=_whole(q, "offset", 0) or 0, limit=_whole(q, "limit")))
 
     async def balances(request: Request) -> Response:
         body = await _body(request, spec, "BalanceChange")

@@ -25,6 +25,9 @@ for one layer, not several:
   broken connection. They are also told a latency fault's delay
   (``x-mock-latency-ms``), which cost virtual time instead of real time, so that
   they can raise the read timeout a socket would have.
+- **canned responses** (``POST /__mock__/responses``): a provider request one
+  matches is answered as told before the route runs (``canned.Canned``); asking
+  costs one cheap store read when there are none.
 - **last resort**: an exception no handler turned into an answer is logged and
   answered with a well-formed 500 in the provider's error body, and the connection
   stays usable (Starlette's own last handler re-raises after answering, which makes
@@ -42,25 +45,19 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.errors import SERVER, ApiError, error_body
+from ..core.journal import ENTRY_MAX_BYTES as ENTRY_MAX_BYTES  # what one entry may hold (tests read it here)
+from ..core.journal import Entry, journal_headers
+from ..core.jsonio import dumps
 from ..service import Fake
+from .canned import Canned
 from .http import BodyTooLarge, JSONResponse
+from .provider import ProviderRoutes
 
 CONTROL_PREFIX = "/__mock__"
 HEALTH_PATH = "/healthz"  # polled by health checks: not journaled either
 WIRE_FAULTS_EXTENSION = "mockserver.wire_faults"
 LATENCY_HEADER = b"x-mock-latency-ms"
 log = logging.getLogger("mockserver")
-
-# What one journal entry may hold (characters; an entry stays within about 16 KiB).
-ENTRY_MAX_BYTES = 16 * 1024
-HEADERS_BUDGET = 4096  # all kept header names and values together
-HEADER_VALUE_MAX = 512
-HEADER_NAME_MAX = 64
-TEXT_MAX = 1024  # the path, the query, any other fact
-BODY_BUDGET = 4096  # the parsed body, cut structurally
-BODY_STRING_MAX = 256  # above what service.shortened leaves of a data: URL, so its note survives
-SECRET_WORDS = ("key", "token", "secret", "auth", "cookie", "password", "session")
-NOT_SECRET = frozenset({"idempotency-key"})
 
 
 class BodyTimeout(ApiError):
@@ -70,81 +67,23 @@ class BodyTimeout(ApiError):
         )
 
 
-def secret_header(name: str) -> bool:
-    """A header that may carry a credential: never written to the journal."""
-    return name not in NOT_SECRET and any(word in name for word in SECRET_WORDS)
-
-
-def cut(text: str, limit: int) -> str:
-    """``text``, or its head and how long it was."""
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
-
-
-def journal_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The request's headers for the journal: no credentials, each value cut, all within a budget."""
-    kept: dict[str, str] = {}
-    budget = HEADERS_BUDGET
-    left_out = 0
-    for name_bytes, value_bytes in raw:
-        name = name_bytes.decode("latin-1").lower()
-        if secret_header(name):
-            continue
-        if budget <= 0:
-            left_out += 1
-            continue
-        name = cut(name, HEADER_NAME_MAX)
-        value = cut(value_bytes.decode("latin-1"), min(HEADER_VALUE_MAX, max(budget, 16)))
-        kept[name] = value
-        budget -= len(name) + len(value)
-    if left_out:
-        kept["…"] = f"{left_out} more header(s) not kept"
-    return kept
-
-
-def clipped(value: Any, budget: int = BODY_BUDGET) -> Any:
-    """A copy of a parsed body that fits the journal: strings cut, lists and objects cut
-    once about ``budget`` characters are spent, each cut saying what it left out."""
-    left = [budget]
-
-    def clip(item: Any) -> Any:
-        if isinstance(item, str):
-            text = cut(item, min(BODY_STRING_MAX, max(left[0], 16)))
-            left[0] -= len(text) + 2
-            return text
-        if isinstance(item, dict):
-            out: dict[str, Any] = {}
-            left[0] -= 2
-            for n, (key, child) in enumerate(item.items()):
-                if left[0] <= 0:
-                    out["…"] = f"{len(item) - n} more field(s)"
-                    break
-                name = cut(str(key), HEADER_NAME_MAX)
-                left[0] -= len(name) + 4
-                out[name] = clip(child)
-            return out
-        if isinstance(item, list):
-            items: list[Any] = []
-            left[0] -= 2
-            for n, child in enumerate(item):
-                if left[0] <= 0:
-                    items.append(f"… {len(item) - n} more item(s)")
-                    break
-                items.append(clip(child))
-                left[0] -= 1
-            return items
-        left[0] -= len(repr(item))
-        return item
-
-    return clip(value)
+def _ready(receive: Receive) -> bool:
+    """Whether ``receive`` answers without waiting: uvicorn's request cycle holds body bytes already
+    (its ``message_event`` is set), so no timer is needed for this read. Any other server: False."""
+    event = getattr(getattr(receive, "__self__", None), "message_event", None)
+    return isinstance(event, asyncio.Event) and event.is_set()
 
 
 class Edge:
-    def __init__(self, app: ASGIApp, fake: Fake) -> None:
+    def __init__(self, app: ASGIApp, fake: Fake, routes: ProviderRoutes | None = None) -> None:
         self.app = app
         self.fake = fake
+        self.routes = routes  # the provider's hot routes, dispatched here without Starlette's router
+        self._headers_seen: dict[tuple[tuple[bytes, bytes], ...], tuple[dict[str, str], int]] = {}
         self.clock = fake.clock
         self.limit = fake.settings.max_body_bytes
         self.body_timeout = fake.settings.body_timeout_seconds
+        self.canned = Canned(fake)  # canned responses answer before the route: one cheap read when none
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -161,7 +100,12 @@ class Edge:
             elif name == b"transfer-encoding":
                 has_body = True
         journaled = not scope["path"].startswith(CONTROL_PREFIX) and scope["path"] != HEALTH_PATH
+        if self.fake.refreshes:  # a store that keeps a copy of the shared settings: make it current, once
+            await self.fake.begin()
         at, started = self.clock.now(), time.perf_counter()
+        facts: dict[str, Any] = {}  # what the journal entry will say: routes and the service add to it
+        scope.setdefault("state", {})["mock_journal"] = facts
+        in_process = WIRE_FAULTS_EXTENSION in (scope.get("extensions") or {})
         limit, body_timeout = self.limit, self.body_timeout
         size = 0
         status = 0
@@ -174,9 +118,9 @@ class Edge:
             nonlocal size, body_done, deadline
             if body_done:  # the body is in: only a disconnect can come, whenever it comes
                 return await receive()
-            if deadline is None:
-                deadline = self._deadline(scope, body_timeout)
-            if deadline == math.inf:
+            if not in_process and deadline is None and not _ready(receive):
+                deadline = self._deadline(scope, body_timeout)  # from the first read that has to wait
+            if deadline is None or deadline == math.inf or _ready(receive):
                 message = await receive()
             else:
                 try:
@@ -193,12 +137,13 @@ class Edge:
 
         async def edge_send(message: Message) -> None:
             nonlocal status, cut_off, response_started, response_complete
-            facts = scope.get("state", {}).get("mock_journal", {})
             fault = facts.get("wire_fault")
-            in_process = WIRE_FAULTS_EXTENSION in (scope.get("extensions") or {})
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
+                if fault is None and body_done and not (in_process and "latency_ms" in facts):
+                    await send(message)  # the common case: the answer as the route wrote it
+                    return
                 headers = list(message.get("headers", []))
                 if fault is not None or not body_done:
                     # A wire fault closes the connection; so does an answer sent before the body was
@@ -227,8 +172,12 @@ class Edge:
             # (uvicorn logs "ASGI callable returned without completing response").
             await send({"type": "http.response.body", "body": sent, "more_body": True})
 
+        hot = self.fake.hot
+        hot.requests += 1  # requests in progress: a store may write at once when one is alone (store.aio)
         try:
-            await self.app(scope, edge_receive, edge_send)
+            asked = journaled and self.fake.canned_possible()  # none kept (the usual case): nothing to ask
+            canned, app_receive = await self.canned(scope, edge_receive) if asked else (None, edge_receive)
+            await (canned or self._route(scope))(scope, app_receive, edge_send)
         except Exception as exc:
             if response_started and not response_complete:
                 raise  # half an answer is out: only closing the connection can tell the client
@@ -237,8 +186,36 @@ class Edge:
                 body = error_body(500, f"internal error: {type(exc).__name__}", SERVER)
                 await JSONResponse(body, 500)(scope, edge_receive, edge_send)
         finally:
+            hot.requests -= 1
             if journaled:
-                self._journal(scope, at, started, size, status)
+                self._journal(scope, facts, at, started, size, status)
+
+    def _route(self, scope: Scope) -> ASGIApp:
+        """A provider hot route straight from the path table, else Starlette's router."""
+        if self.routes is not None and not scope.get("root_path"):
+            found = self.routes.find(scope["method"], scope["path"])
+            if found is not None:
+                handler, task_id = found
+                if task_id is not None:
+                    scope["path_params"] = {"task_id": task_id}
+                return handler
+        return self.app
+
+    def _journal_headers(self, raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], int]:
+        """``journal_headers`` and their encoded length, made once per distinct set of headers (a client
+        sends the same ones request after request; entries never change the shared mapping)."""
+        try:
+            key = tuple(raw)
+            kept = self._headers_seen.get(key)
+        except TypeError:  # a server that gives headers as lists
+            headers = journal_headers(raw)
+            return headers, len(dumps(headers))
+        if kept is None:
+            if len(self._headers_seen) >= 256:
+                self._headers_seen.clear()
+            headers = journal_headers(raw)
+            kept = self._headers_seen[key] = (headers, len(dumps(headers)))
+        return kept
 
     @staticmethod
     def _deadline(scope: Scope, seconds: float) -> float:
@@ -251,25 +228,11 @@ class Edge:
         except RuntimeError:
             return math.inf
 
-    def _journal(self, scope: Scope, at: float, started: float, size: int, status: int) -> None:
-        facts: dict[str, Any] = dict(scope.get("state", {}).get("mock_journal", {}))
-        facts.pop("wire_fault", None)  # already named by "scenario"
-        for name, value in facts.items():
-            if name == "body":
-                facts[name] = clipped(value)
-            elif isinstance(value, str):
-                facts[name] = cut(value, TEXT_MAX)
-        self.fake.record_request(
-            {
-                "time": at,
-                "wall_time": time.time(),
-                "method": scope["method"],
-                "path": cut(scope["path"], TEXT_MAX),
-                "query": cut(scope.get("query_string", b"").decode("latin-1"), TEXT_MAX),
-                "headers": journal_headers(scope["headers"]),
-                "body_bytes": size,
-                "status": status or 500,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                **facts,
-            }
-        )
+    def _journal(self, scope: Scope, facts: dict[str, Any], at: float, started: float, size: int, status: int) -> None:
+        """The request's entry (``core.journal.Entry``: made into its final form when read), from
+        ``facts``, the request's own mapping (done with now)."""
+        headers, headers_size = self._journal_headers(scope["headers"])
+        duration = time.perf_counter() - started
+        path, query, method = scope["path"], scope.get("query_string") or b"", scope["method"]
+        entry = Entry(at, time.time(), method, path, query, headers, headers_size, size, status, duration, facts)
+        self.fake.record_request(entry)

@@ -1,27 +1,57 @@
-"""The provider's API as Starlette routes: each reads its request, asks the service once, and answers.
+"""The provider's API: each route reads its request, asks the service once, and answers.
 
-Refusals are ``ApiError``s raised by the service (or by reading the request)
-and rendered by ``http.api_error`` in the provider's error body.
+The four hot routes (submissions and polls) are plain ASGI callables, not Starlette
+endpoints: ``edge.Edge`` hands them a request straight from its own path table
+(``ProviderRoutes.find``), so a submission or a poll builds no ``Request``, walks no
+router and runs no exception middleware; their answers are written as two ASGI
+messages with header lists made once. The same callables are also registered as
+Starlette routes (the router answers what the table leaves to it: ``HEAD``, a
+``root_path``), and ``POST /v1/uploads/images`` (multipart) stays a Starlette endpoint.
+
+Refusals are ``ApiError``s raised by the service (or by reading the request), written
+in the provider's error body here (``http.api_error`` for the Starlette endpoint).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
-from ..core import dialects
+from ..core import dialects, jsonio, submission
 from ..core.errors import ApiError, bad_request
 from ..core.faults import FAULT_HEADER
+from ..core.jsonio import dumps
 from ..core.media import Links, safe_filename
-from ..service import DIALECT_HEADER, Fake, shortened
-from .http import JSONResponse, facts, media_type, read_json, submitted
+from ..service import DIALECT_HEADER, Facts, Fake, shortened
+from .http import JSON_TYPES, JSONResponse, facts, media_type
 
 # Malformed multipart parts are answered with a 400; the parser's own warning about them is noise.
 logging.getLogger("python_multipart").setLevel(logging.ERROR)
+
+ASGIHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+AUTHORIZATION = b"authorization"
+CONTENT_TYPE = b"content-type"
+IDEMPOTENCY_KEY = b"idempotency-key"
+SCENARIO = FAULT_HEADER.lower().encode()
+DIALECT = DIALECT_HEADER.lower().encode()
+HOST = b"host"
+READ = frozenset({AUTHORIZATION, CONTENT_TYPE, IDEMPOTENCY_KEY, SCENARIO, DIALECT, HOST})
+JSON_TYPE = (b"content-type", b"application/json")
+REPLAYED = ((b"idempotency-replayed", b"true"),)
+VIDEO_PATH = "/v1/midjourney/generations/video"
+IMAGINE_PATHS = ("/v1/midjourney/generations", "/v1/midjourney/generations/imagine")
+UNIFIED_POLL = "/v1/tasks/"
+MJ_POLL = "/v1/midjourney/"
+SUBMITTED = (b'{"code":200,"data":[{"status":"submitted","task_id":', b"}]}")  # the id (JSON) between
+SHORT_BODY = 200  # bytes: within ``service.shortened``'s limit for one string
 
 
 class LinkCache:
@@ -31,76 +61,190 @@ class LinkCache:
         self.public_url = public_url
         self._links: dict[str, Links] = {}
 
-    def __call__(self, request: Request) -> Links:
-        if self.public_url:
-            key = self.public_url
-        else:
-            scope = request.scope
-            key = f"{scope['scheme']}://{request.headers.get('host', '')}{scope.get('root_path', '')}"
+    def __call__(self, scope: Scope, host: str | None) -> Links:
+        key = self.public_url or f"{scope['scheme']}://{host or ''}{scope.get('root_path', '')}"
         links = self._links.get(key)
         if links is None:
-            base = self.public_url or str(request.base_url)
+            base = self.public_url or str(Request(scope).base_url)
             links = self._links[key] = Links(base.rstrip("/"))
             if len(self._links) > 1000:  # many Host headers: keep the cache bounded
                 self._links.clear()
         return links
 
 
-def provider_routes(fake: Fake) -> list[BaseRoute]:
-    links = LinkCache(fake.settings.public_url)
-    settings = fake.settings
+def read_headers(scope: Scope) -> dict[bytes, str]:
+    """The request headers the provider routes read, in one pass (the first of each, as Starlette's)."""
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in READ and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
 
-    def submission(endpoint: str):  # type: ignore[no-untyped-def]
-        async def submit(request: Request) -> Response:
-            noted = facts(request)
+
+def journal_facts(scope: Scope) -> Facts:
+    """What this request's journal entry will say (the edge made the mapping; routes add to it)."""
+    found: Facts = scope.setdefault("state", {}).setdefault("mock_journal", {})
+    return found
+
+
+async def read_json_body(content_type: str | None, receive: Receive) -> tuple[dict[str, Any], int]:
+    """The body as a JSON object and its size in bytes, or the provider's 400/415 (as ``http.read_json``)."""
+    if content_type is not None:
+        kind = content_type.split(";", 1)[0].strip().lower()
+        if kind not in JSON_TYPES and not kind.endswith("+json"):
+            raise ApiError(415, f"Content-Type must be application/json (got {kind or 'empty'})", param=None)
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if not raw.strip():
+        raise bad_request("request body is empty; a JSON object is required")
+    try:
+        body = jsonio.loads(raw)
+    except UnicodeDecodeError:
+        raise bad_request("request body is not valid UTF-8") from None
+    return submission.refuse_non_object(body), len(raw)
+
+
+async def answer(send: Send, status: int, content: bytes, extra: Any = ()) -> None:
+    """A JSON answer: the status line and headers, then the body, as two ASGI messages."""
+    headers = [(b"content-length", b"%d" % len(content)), JSON_TYPE, *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
+
+
+async def refuse(send: Send, exc: ApiError, noted: Facts) -> None:
+    body = exc.body()
+    noted["error"] = body["error"]  # the journal says why a request was refused
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()] if exc.headers else ()
+    await answer(send, exc.status, dumps(body), extra)
+
+
+class ProviderRoutes:
+    """The provider's routes over one ``Fake``: ``find`` for the edge, ``routes`` for Starlette."""
+
+    def __init__(self, fake: Fake) -> None:
+        self.fake = fake
+        self.settings = fake.settings
+        self.links = LinkCache(fake.settings.public_url)
+        self.submit_video = self._submission("video")
+        self.submit_imagine = self._submission("imagine")
+        self._posts: dict[str, ASGIHandler] = {VIDEO_PATH: self.submit_video}
+        self._posts.update(dict.fromkeys(IMAGINE_PATHS, self.submit_imagine))
+
+    def find(self, method: str, path: str) -> tuple[ASGIHandler, str | None] | None:
+        """The hot route for this method and path, and its ``task_id``; None leaves it to the router
+        (which then answers exactly as these would, or with its 404/405)."""
+        if method == "POST":
+            handler = self._posts.get(path)
+            return (handler, None) if handler is not None else None
+        if method != "GET":
+            return None
+        if path.startswith(UNIFIED_POLL):
+            task_id = path[len(UNIFIED_POLL) :]
+            handler = self.get_task
+        elif path.startswith(MJ_POLL):
+            task_id = path[len(MJ_POLL) :]
+            handler = self.get_mj_task
+        else:
+            return None
+        if not task_id or "/" in task_id:
+            return None
+        return handler, task_id
+
+    # -- submissions ----------------------------------------------------------------------
+
+    def _submission(self, endpoint: str) -> ASGIHandler:
+        fake = self.fake
+
+        async def submit(scope: Scope, receive: Receive, send: Send) -> None:
+            noted = journal_facts(scope)
             noted["endpoint"] = endpoint
-            account = fake.account(request.headers.get("authorization"), noted)
-            body = await read_json(request)
-            noted["body"] = shortened(body)
-            accepted = await fake.submit(
-                endpoint,
-                account,
-                body,
-                key=request.headers.get("idempotency-key"),
-                fault_header=request.headers.get(FAULT_HEADER),
-                facts=noted,
-            )
-            return submitted(accepted)
+            try:
+                headers = read_headers(scope)
+                authorization = headers.get(AUTHORIZATION)
+                if fake.counts_requests:
+                    account = await fake.authorize(authorization, noted)
+                else:
+                    account = fake.account(authorization, noted)
+                body, size = await read_json_body(headers.get(CONTENT_TYPE), receive)
+                # No string of a body this small is long enough for ``shortened`` to cut (nothing changes it).
+                noted["body"] = body if size <= SHORT_BODY else shortened(body)
+                accepted = await fake.submit(
+                    endpoint,
+                    account,
+                    body,
+                    key=headers.get(IDEMPOTENCY_KEY),
+                    fault_header=headers.get(SCENARIO),
+                    facts=noted,
+                )
+            except ApiError as exc:
+                await refuse(send, exc, noted)
+                return
+            content = SUBMITTED[0] + dumps(accepted.task_id) + SUBMITTED[1]  # made once, but for the id
+            await answer(send, 200, content, REPLAYED if accepted.replayed else ())
 
         return submit
 
-    async def poll(request: Request, dialect: str) -> Response:
-        noted = facts(request)
+    # -- polls ----------------------------------------------------------------------------
+
+    async def get_task(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /v1/tasks/{task_id}``: in the dialect the request, the account or the server chose."""
+        headers = read_headers(scope)
+        try:
+            dialect = self.fake.dialect_for(headers.get(AUTHORIZATION), headers.get(DIALECT))
+        except ApiError as exc:
+            await refuse(send, exc, journal_facts(scope))
+            return
+        await self._poll(scope, send, headers, dialect)
+
+    async def get_mj_task(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /v1/midjourney/{task_id}``: always the Midjourney-style body."""
+        await self._poll(scope, send, read_headers(scope), "mj")
+
+    async def _poll(self, scope: Scope, send: Send, headers: dict[bytes, str], dialect: str) -> None:
+        fake, settings = self.fake, self.settings
+        noted = journal_facts(scope)
         noted["endpoint"] = "poll"
-        account = fake.account(request.headers.get("authorization"), noted)
-        polled = await fake.poll(
-            account, request.path_params["task_id"], fault_header=request.headers.get(FAULT_HEADER), facts=noted
-        )
+        try:
+            authorization = headers.get(AUTHORIZATION)
+            if fake.counts_requests:
+                account = await fake.authorize(authorization, noted)
+            else:
+                account = fake.account(authorization, noted)
+            polled = await fake.poll(
+                account, scope["path_params"]["task_id"], fault_header=headers.get(SCENARIO), facts=noted
+            )
+        except ApiError as exc:
+            await refuse(send, exc, noted)
+            return
+        links = self.links(scope, headers.get(HOST))
         if dialect == "unified":
             body = dialects.unified_task(
                 polled.record,
                 polled.view,
-                links(request),
+                links,
                 url_shape=settings.unified_url_shape,
                 media_ttl=settings.media_ttl_seconds,
                 video_items=settings.unified_video_items,
                 usd_per_credit=settings.usd_per_credit,
             )
         else:
-            body = dialects.mj_task(polled.record, polled.view, links(request), usd_per_credit=settings.usd_per_credit)
-        return JSONResponse(body)
+            body = dialects.mj_task(polled.record, polled.view, links, usd_per_credit=settings.usd_per_credit)
+        await answer(send, 200, dumps(body))
 
-    async def get_task(request: Request) -> Response:
-        requested = request.headers.get(DIALECT_HEADER)
-        return await poll(request, fake.dialect_for(request.headers.get("authorization"), requested))
+    # -- uploads (multipart: a Starlette endpoint) -----------------------------------------
 
-    async def get_mj_task(request: Request) -> Response:
-        return await poll(request, "mj")
-
-    async def upload_image(request: Request) -> Response:
+    async def upload_image(self, request: Request) -> Response:
+        fake = self.fake
         noted = facts(request)
         noted["endpoint"] = "upload"
-        account = fake.account(request.headers.get("authorization"), noted)
+        account = await fake.authorize(request.headers.get("authorization"), noted)
         if media_type(request) != "multipart/form-data":
             raise ApiError(415, "Content-Type must be multipart/form-data with a 'file' part", param="file")
         async with request.form(max_files=1, max_fields=16) as form:
@@ -113,9 +257,10 @@ def provider_routes(fake: Fake) -> list[BaseRoute]:
         upload = await fake.upload(
             account, filename, content_type, data, fault_header=request.headers.get(FAULT_HEADER), facts=noted
         )
+        links = self.links(request.scope, request.headers.get("host"))
         return JSONResponse(
             {
-                "url": links(request).upload(upload.id, upload.filename),
+                "url": links.upload(upload.id, upload.filename),
                 "filename": upload.filename,
                 "content_type": upload.content_type,
                 "bytes": upload.size,
@@ -123,11 +268,26 @@ def provider_routes(fake: Fake) -> list[BaseRoute]:
             }
         )
 
-    return [
-        Route("/v1/midjourney/generations/video", submission("video"), methods=["POST"]),
-        Route("/v1/midjourney/generations", submission("imagine"), methods=["POST"]),
-        Route("/v1/midjourney/generations/imagine", submission("imagine"), methods=["POST"]),
-        Route("/v1/tasks/{task_id}", get_task, methods=["GET"]),
-        Route("/v1/midjourney/{task_id}", get_mj_task, methods=["GET"]),
-        Route("/v1/uploads/images", upload_image, methods=["POST"]),
-    ]
+    def routes(self) -> list[BaseRoute]:
+        """The same routes for Starlette's router (what ``find`` leaves to it reaches them there)."""
+        return [
+            Route(VIDEO_PATH, _Endpoint(self.submit_video), methods=["POST"]),
+            *(Route(path, _Endpoint(self.submit_imagine), methods=["POST"]) for path in IMAGINE_PATHS),
+            Route(UNIFIED_POLL + "{task_id}", _Endpoint(self.get_task), methods=["GET"]),
+            Route(MJ_POLL + "{task_id}", _Endpoint(self.get_mj_task), methods=["GET"]),
+            Route("/v1/uploads/images", self.upload_image, methods=["POST"]),
+        ]
+
+
+class _Endpoint:
+    """A plain ASGI callable as a Starlette route endpoint (an instance, so the router does not wrap it)."""
+
+    def __init__(self, handler: ASGIHandler) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.handler(scope, receive, send)
+
+
+def provider_routes(fake: Fake) -> list[BaseRoute]:
+    return ProviderRoutes(fake).routes()

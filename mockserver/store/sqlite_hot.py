@@ -1,0 +1,383 @@
+"""SQLite's ``HotStore``: no store call holds the event loop longer than a short query, or waits.
+
+One connection per process serves the hot path, on the event loop, with a busy timeout
+of 0: it never waits for a lock.
+
+- **Reads** (a task, an idempotency key, an upload, the shared settings' version) run at
+  once: under WAL a reader never waits for a writer.
+- **Writes** (a submission's task and charge; a fault rule's or canned response's firing,
+  a rate-limit count, a poll-count update, eviction) are queued, and once per turn of the
+  event loop every queued write is made in one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``:
+  group commit), each in a savepoint of its own; a submission is answered once its task is
+  committed. A transaction holds at most ``BATCH`` writes, so the loop is never held long.
+- **A lock held elsewhere** (another worker writing, a file locked by another process): the
+  transaction is not begun; the queued writes wait, and are tried again every ``RETRY``
+  seconds, while every other request goes on. Writes that wait longer than the store's
+  timeout are answered 503 (``StoreUnavailable``), and the store's guard answers the
+  following calls at once for a while (``guard.Guard``).
+- **Journal entries** are queued and written with the next transaction, or ``JOURNAL_DELAY``
+  after the first one came when no write comes sooner (a few hundred at a time); reading the
+  journal writes what is queued first.
+- **Checkpoints** (copying the WAL into the file, with its fsync) are made by a thread of their
+  own every ``CHECKPOINT_EVERY`` transactions, never on the loop; the WAL stays a few MB.
+- **Shared settings** (``aio.Shared``): once per request one read of their version (bumped by
+  triggers on every change, from any worker), and a read of the settings only when it moved.
+
+Without a running event loop (a caller outside the server), a write is made at once with the
+store's own busy timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+from ..core.canned import CannedResponse
+from ..core.errors import StoreUnavailable
+from ..core.faults import FaultRule
+from ..core.journal import Entry
+from ..core.records import TaskRecord, UploadRecord
+from .aio import Shared
+from .base import Limit, Overdraft
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteStore
+
+BATCH = 256  # writes one transaction takes at most
+RETRY = 0.0005  # seconds between tries of a write lock held elsewhere
+JOURNAL_DELAY = 0.02  # seconds a journal entry may wait for the next transaction
+JOURNAL_BATCH = 512  # queued entries that are written at once, whatever the delay
+CHECKPOINT_EVERY = 50  # transactions between checkpoints (the loop's connection never checkpoints itself)
+
+Write = Callable[[sqlite3.Connection], Any]
+
+
+class _Busy(Exception):
+    """The write lock is held by another connection."""
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc)
+
+
+class SQLiteHot:
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self.requests = 0
+        self._lock = threading.RLock()  # the connection: the server's loop, and the in-process transports' threads
+        self._db: sqlite3.Connection | None = None
+        self._shared = Shared(None, (0.0, None), (), (), {})
+        self._writes: list[tuple[Write, asyncio.Future[Any]]] = []
+        self._waiting_since = 0.0  # when the oldest queued write was queued
+        self._journal: list[Entry] = []
+        self._scheduled: asyncio.Handle | None = None  # the next transaction
+        self._due = 0.0  # when it is due, on its loop's clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._commits = 0
+        self._fresh_in: int | None = None  # the thread whose loop read the version in its current turn
+        self._reading: asyncio.Handle | None = None  # a read transaction is open, ended by this callback
+        self._checkpointing = threading.Lock()
+        with suppress(StoreUnavailable):
+            self._load_shared()
+
+    # -- the connection -------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            store = self.store
+            store._connection()  # the file is there and its schema current (the store's own connection sees to it)
+            db = sqlite3.connect(store.path, timeout=0, isolation_level=None, check_same_thread=False)
+            try:
+                db.execute("PRAGMA busy_timeout=0")  # never wait for a lock on the event loop
+                db.execute("PRAGMA synchronous=NORMAL")  # per connection: under WAL, no sync per commit
+                db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints are made off the loop
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    def _forget(self) -> None:
+        if self._db is not None:
+            with suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None  # opened afresh next time (a file replaced, made writable again)
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        """One row. The reads of one turn of the event loop share one read transaction (one snapshot,
+        one taking of WAL's read lock instead of one per read), ended when the turn is over."""
+        guard = self.store._guard
+        if guard._open_until:  # a failure was met lately: maybe answer at once (``Guard.check``)
+            guard.check()
+        with self._lock:
+            try:
+                db = self._connection()
+                if self._reading is None:
+                    try:
+                        loop = asyncio.get_running_loop()
+                    except RuntimeError:  # no loop to end it: a read of its own
+                        return db.execute(sql, args).fetchone()
+                    db.execute("BEGIN")
+                    self._reading = loop.call_soon(self._end_read)
+                return db.execute(sql, args).fetchone()
+            except sqlite3.OperationalError as exc:  # a read never waits here: a quick failure
+                self._end_read()
+                self._forget()
+                raise guard.failed(exc, 0.0) from exc
+
+    def _end_read(self) -> None:
+        with self._lock:
+            handle, self._reading = self._reading, None
+            if handle is not None:
+                handle.cancel()
+                if self._db is not None and self._db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self._db.execute("COMMIT")
+
+    # -- shared settings --------------------------------------------------------------------------
+
+    def shared(self) -> Shared:
+        return self._shared
+
+    async def refresh(self) -> None:
+        """The version is read once per turn of the event loop: every request that arrived after a
+        change was committed (by any worker) runs in a later turn than the change, and reads it again."""
+        thread = threading.get_ident()
+        if self._fresh_in == thread:
+            return
+        self._load_shared()
+        with suppress(RuntimeError):  # no loop running: read every time
+            asyncio.get_running_loop().call_soon(self._went_stale)
+            self._fresh_in = thread
+
+    def _went_stale(self) -> None:
+        self._fresh_in = None
+
+    def _load_shared(self) -> None:
+        row = self._read("SELECT version FROM shared_version WHERE id = 1")
+        version = row[0] if row is not None else None
+        if version is not None and version == self._shared.version:
+            return
+        self._end_read()
+        with self._lock, self.store._guard:  # one snapshot of all four
+            db = self._connection()
+            db.execute("BEGIN")
+            try:
+                version = db.execute("SELECT version FROM shared_version WHERE id = 1").fetchone()[0]
+                clock = db.execute("SELECT offset, frozen_at FROM clock WHERE id = 1").fetchone()
+                rules = db.execute("SELECT data FROM rules ORDER BY pos").fetchall()
+                canned = db.execute("SELECT data, fired FROM canned ORDER BY pos").fetchall()
+                accounts = db.execute("SELECT account, data FROM account_settings").fetchall()
+            finally:
+                db.execute("COMMIT")
+        self._shared = Shared(
+            version,
+            (float(clock[0]), clock[1]) if clock else (0.0, None),
+            tuple(FaultRule.from_dict(json.loads(data)) for (data,) in rules),
+            tuple(CannedResponse.from_dict({**json.loads(data), "fired": fired}) for data, fired in canned),
+            {account: json.loads(data) for account, data in accounts},
+        )
+
+    def note_clock(self, state: tuple[float, float | None]) -> None:
+        """This process moved the clock (written to the store already): its copy follows at once."""
+        self._shared = self._shared._replace(clock=state)
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        row = self._read("SELECT data FROM tasks WHERE id = ?", (task_id,))
+        return TaskRecord.from_json(row[0]) if row else None
+
+    async def idempotent_task(self, account: str, key: str) -> str | None:
+        row = self._read("SELECT task_id FROM idempotency WHERE account = ? AND key = ?", (account, key))
+        return str(row[0]) if row else None
+
+    async def get_upload(self, upload_id: str) -> UploadRecord | None:
+        row = self._read("SELECT meta, data FROM uploads WHERE id = ?", (upload_id,))
+        return UploadRecord(**json.loads(row[0]), data=bytes(row[1])) if row else None
+
+    # -- writes ----------------------------------------------------------------------------------------
+
+    async def put_task_once(self, record: TaskRecord, key: str | None, limit: Limit = None) -> str | Overdraft:
+        store = self.store
+        found: str | Overdraft = await self._write(lambda db: store._put_once(db, record, key, limit))
+        return found
+
+    async def update_task(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord | None:
+        store = self.store
+        found: TaskRecord | None = await self._write(lambda db: store._update_task_in(db, task_id, change))
+        return found
+
+    async def fire_fault_rule(self, rule_id: str) -> bool:
+        return bool(await self._write(lambda db: self.store._fire_fault_rule_in(db, rule_id)))
+
+    async def fire_canned_response(self, response_id: str) -> bool:
+        return bool(await self._write(lambda db: self.store._fire_canned_response_in(db, response_id)))
+
+    async def hit(self, account: str, window: int) -> int:
+        return int(await self._write(lambda db: self.store._hit_in(db, account, window)))
+
+    async def evict_tasks(self, created_before: float, limit: int | None = None) -> int:
+        return int(await self._write(lambda db: self.store._evict_tasks_in(db, created_before, limit)))
+
+    async def _write(self, fn: Write) -> Any:
+        self.store._guard.check()  # a store known to be stuck: 503 at once, nothing queued
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._writes:
+            self._waiting_since = time.monotonic()
+        self._writes.append((fn, future))
+        self._schedule(loop, 0.0)
+        return await future
+
+    def record(self, entry: Entry) -> None:
+        with self._lock:
+            self._journal.append(entry)
+            queued = len(self._journal)
+        if 1 < queued < JOURNAL_BATCH:
+            return  # a transaction is due already (the first entry saw to it)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in the server (a caller of its own): written at once
+            self.flush_journal()
+            return
+        self._schedule(loop, JOURNAL_DELAY if queued == 1 else 0.0)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        """The next transaction: at the end of this turn of the loop (``delay`` 0), or ``delay`` later;
+        one due as soon or sooner stands."""
+        due = loop.time() + delay
+        if self._scheduled is not None:
+            if self._loop is loop and self._due <= due:
+                return
+            self._scheduled.cancel()
+        self._loop, self._due = loop, due
+        self._scheduled = loop.call_soon(self._flush) if delay <= 0 else loop.call_at(due, self._flush)
+
+    def flush_journal(self) -> None:
+        """Write the queued journal entries now (before the journal is read), waiting for the lock as the
+        store does (its busy timeout): a control-plane read, not the hot path."""
+        with self._lock:
+            entries, self._journal = self._journal, []
+            if not entries:
+                return
+            with suppress(StoreUnavailable), self.store._write() as db:  # lost when it cannot be written
+                self.store._append(db, [(entry.account, entry.encoded().decode()) for entry in entries])
+
+    def close(self) -> None:
+        with self._lock:
+            self._forget()
+
+    # -- the transaction ---------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._scheduled = None
+        writes, self._writes = self._writes[:BATCH], self._writes[BATCH:]
+        entries = self._journal
+        if writes or entries:
+            self._journal = []
+            try:
+                self._commit(writes, entries)
+            except _Busy:
+                self._writes[:0] = writes  # first in line again
+                self._journal[:0] = entries
+                if writes and time.monotonic() - self._waiting_since >= self.store.timeout:
+                    self._give_up()
+                elif self._loop is not None:
+                    self._schedule(self._loop, RETRY)
+                return
+        if self._writes and self._loop is not None:
+            self._waiting_since = time.monotonic()
+            self._schedule(self._loop, 0.0)
+
+    def _commit(self, writes: list[tuple[Write, asyncio.Future[Any]]], entries: list[Entry]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            self._end_read()  # this turn's reads are done: a write transaction of its own
+            with self._lock, self.store._guard:
+                db = self._connection()
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if _locked(exc):
+                        raise _Busy() from None
+                    raise
+                try:
+                    if entries:
+                        self.store._append(db, [(entry.account, entry.encoded().decode()) for entry in entries])
+                    for fn, future in writes:
+                        outcomes.append((future, *self._in_savepoint(db, fn)))
+                    db.execute("COMMIT")
+                except BaseException:
+                    with suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                    raise
+        except _Busy:
+            raise
+        except BaseException as exc:  # the transaction failed: none of it was written
+            if isinstance(exc, StoreUnavailable):
+                self._forget()
+            for _, future in writes:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for future, result, error in outcomes:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0:
+            self._checkpoint_soon()
+
+    @staticmethod
+    def _in_savepoint(db: sqlite3.Connection, fn: Write) -> tuple[Any, BaseException | None]:
+        db.execute("SAVEPOINT op")
+        try:
+            result = fn(db)
+        except sqlite3.OperationalError:
+            raise  # the store cannot go on: the whole transaction fails
+        except Exception as exc:  # this write's own problem: undo it alone
+            db.execute("ROLLBACK TO op")
+            db.execute("RELEASE op")
+            return None, exc
+        db.execute("RELEASE op")
+        return result, None
+
+    def _give_up(self) -> None:
+        """The lock was held elsewhere for the whole timeout: the waiting writes are answered 503, and
+        the guard answers the next calls at once for a while."""
+        writes, self._writes = self._writes, []
+        error = self.store._guard.failed(
+            sqlite3.OperationalError("database is locked"), time.monotonic() - self._waiting_since
+        )
+        for _, future in writes:
+            if not future.done():
+                future.set_exception(error)
+
+    def _checkpoint_soon(self) -> None:
+        if self._checkpointing.locked():
+            return
+        threading.Thread(target=self._checkpoint, name="mockserver-sqlite-checkpoint", daemon=True).start()
+
+    def _checkpoint(self) -> None:
+        with self._checkpointing, suppress(sqlite3.Error, StoreUnavailable):
+            db = sqlite3.connect(self.store.path, timeout=self.store.timeout, isolation_level=None)
+            try:
+                # PASSIVE copies what is in the WAL while writes go on; RESTART then copies the few
+                # frames written meanwhile and makes the next transaction start the WAL over (passive
+                # ones alone, racing writes that keep coming, would leave it growing for ever). While
+                # it holds the write lock, the loop's transactions find it taken and try again.
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                db.execute("PRAGMA wal_checkpoint(RESTART)")
+            finally:
+                db.close()
