@@ -108,12 +108,12 @@ def test_broken_variant_is_caught(monkeypatch: pytest.MonkeyPatch, variant: Vari
 
 
 def test_schemathesis_catches_a_server_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mockserver.service as service
+    from mockserver.core import submission
 
-    def crash(url: str) -> str | None:
+    def crash(*args: object, **kwargs: object) -> submission.VideoJob:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(service, "upload_id_of", crash)
+    monkeypatch.setattr(submission, "video_job", crash)  # every valid video submission now crashes
     report, _ = check(fake(), examples=10)
     failed = {f.rule for f in report.failed}
     assert "schemathesis POST /v1/midjourney/generations/video: Server error" in failed
