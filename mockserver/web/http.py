@@ -40,7 +40,11 @@ async def read_json(request: Request) -> dict[str, Any]:
     kind = media_type(request)
     if kind is not None and kind not in JSON_TYPES and not kind.endswith("+json"):
         raise ApiError(415, f"Content-Type must be application/json (got {kind or 'empty'})", param=None)
-    raw = await request.body()
+    return json_object(await request.body())
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body's bytes as a JSON object, or the provider's 400 naming what is wrong."""
     if not raw.strip():
         raise bad_request("request body is empty; a JSON object is required")
     try:

@@ -24,13 +24,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from ..core import dialects, jsonio, submission
+from ..core import dialects
 from ..core.errors import ApiError, bad_request
 from ..core.faults import FAULT_HEADER
 from ..core.jsonio import dumps
 from ..core.media import Links, safe_filename
 from ..service import DIALECT_HEADER, Facts, Fake, shortened
-from .http import JSON_TYPES, JSONResponse, facts, media_type
+from .http import JSON_TYPES, JSONResponse, facts, json_object, media_type
 
 # Malformed multipart parts are answered with a 400; the parser's own warning about them is noise.
 logging.getLogger("python_multipart").setLevel(logging.ERROR)
@@ -102,13 +102,7 @@ async def read_json_body(content_type: str | None, receive: Receive) -> tuple[di
         if not message.get("more_body", False):
             break
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if not raw.strip():
-        raise bad_request("request body is empty; a JSON object is required")
-    try:
-        body = jsonio.loads(raw)
-    except UnicodeDecodeError:
-        raise bad_request("request body is not valid UTF-8") from None
-    return submission.refuse_non_object(body), len(raw)
+    return json_object(raw), len(raw)
 
 
 async def answer(send: Send, status: int, content: bytes, extra: Any = ()) -> None:
