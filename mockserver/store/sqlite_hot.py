@@ -19,7 +19,8 @@ of 0: it never waits for a lock.
   after the first one came when no write comes sooner (a few hundred at a time); reading the
   journal writes what is queued first.
 - **Checkpoints** (copying the WAL into the file, with its fsync) are made by a thread of their
-  own every ``CHECKPOINT_EVERY`` transactions, never on the loop; the WAL stays a few MB.
+  own once the WAL has grown past ``CHECKPOINT_BYTES`` (as SQLite's own automatic checkpoint
+  does, at 1000 pages), never on the loop; when it is done, waiting writes are tried at once.
 - **Shared settings** (``aio.Shared``): once per request one read of their version (bumped by
   triggers on every change, from any worker), and a read of the settings only when it moved.
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -53,7 +55,8 @@ BATCH = 256  # writes one transaction takes at most
 RETRY = 0.0005  # seconds between tries of a write lock held elsewhere
 JOURNAL_DELAY = 0.02  # seconds a journal entry may wait for the next transaction
 JOURNAL_BATCH = 512  # queued entries that are written at once, whatever the delay
-CHECKPOINT_EVERY = 50  # transactions between checkpoints (the loop's connection never checkpoints itself)
+CHECKPOINT_BYTES = 4 * 1024 * 1024  # the WAL's size that calls for a checkpoint (the loop's connection makes none)
+CHECKPOINT_LOOK = 16  # transactions between looks at the WAL's size
 
 Write = Callable[[sqlite3.Connection], Any]
 
@@ -70,7 +73,6 @@ def _locked(exc: sqlite3.OperationalError) -> bool:
 class SQLiteHot:
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
-        self.requests = 0
         self._lock = threading.RLock()  # the connection: the server's loop, and the in-process transports' threads
         self._db: sqlite3.Connection | None = None
         self._shared = Shared(None, (0.0, None), (), (), {})
@@ -336,8 +338,10 @@ class SQLiteHot:
             else:
                 future.set_result(result)
         self._commits += 1
-        if self._commits % CHECKPOINT_EVERY == 0:
-            self._checkpoint_soon()
+        if self._commits % CHECKPOINT_LOOK == 0 and not self._checkpointing.locked():
+            with suppress(OSError):
+                if os.stat(self.store.path + "-wal").st_size > CHECKPOINT_BYTES:
+                    self._checkpoint_soon()
 
     @staticmethod
     def _in_savepoint(db: sqlite3.Connection, fn: Write) -> tuple[Any, BaseException | None]:
@@ -367,9 +371,10 @@ class SQLiteHot:
     def _checkpoint_soon(self) -> None:
         if self._checkpointing.locked():
             return
-        threading.Thread(target=self._checkpoint, name="mockserver-sqlite-checkpoint", daemon=True).start()
+        name = "mockserver-sqlite-checkpoint"
+        threading.Thread(target=self._checkpoint, args=(self._loop,), name=name, daemon=True).start()
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, loop: asyncio.AbstractEventLoop | None) -> None:
         with self._checkpointing, suppress(sqlite3.Error, StoreUnavailable):
             db = sqlite3.connect(self.store.path, timeout=self.store.timeout, isolation_level=None)
             try:
@@ -381,3 +386,11 @@ class SQLiteHot:
                 db.execute("PRAGMA wal_checkpoint(RESTART)")
             finally:
                 db.close()
+        if loop is not None and not loop.is_closed():
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._kick)
+
+    def _kick(self) -> None:
+        """The checkpoint let go of the lock: writes waiting for it are tried now, not at their next retry."""
+        if self._writes and self._loop is not None:
+            self._schedule(self._loop, 0.0)
