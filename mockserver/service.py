@@ -394,16 +394,20 @@ class Fake:
         if fault is not None and faults.task_params(fault):
             fields["params"] = {**fields.get("params", {}), **faults.task_params(fault)}
         now = self.clock.now()
-        return TaskRecord(
-            id=f"task_{self._ulid(min(max(now, 0.0), LATEST))}",
-            account=account,
-            created_at=now,
-            duration=self.settings.task_seconds,
-            outcome=outcome[0] if outcome else "success",
-            fail_reason=outcome[1] if outcome else "",
-            unit_price=ledger.unit_price(self.prices, fields["price_key"]),
-            finish_after_polls=self.settings.finish_after_polls,
-            **fields,
+        return TaskRecord.of(
+            {
+                "id": f"task_{self._ulid(min(max(now, 0.0), LATEST))}",
+                "account": account,
+                "created_at": now,
+                "duration": self.settings.task_seconds,
+                "outcome": outcome[0] if outcome else "success",
+                "fail_reason": outcome[1] if outcome else "",
+                "unit_price": ledger.unit_price(self.prices, fields["price_key"]),
+                "finish_after_polls": self.settings.finish_after_polls,
+                "polls": 0,
+                "settled_at": None,
+                **fields,
+            }
         )
 
     def video_record(

@@ -47,12 +47,15 @@ class UlidMaker:
         self._random = 0
         self._time = ""
         self._entropy = b""  # os.urandom read 16 ids' worth at a time (one system call, not one per millisecond)
+        self._text = ""  # the random part's text: within a millisecond only its last pair changes, mostly
 
     def __call__(self, seconds: float) -> str:
         ms = min(max(int(seconds * 1000), 0), _MAX_MS)
         with self._lock:
             if ms == self._ms and self._random < _MAX_RANDOM:
                 self._random += 1
+                low = self._random & 1023
+                self._text = self._text[:14] + _PAIRS[low] if low else _random_text(self._random)
             else:
                 if ms != self._ms:
                     self._ms, self._time = ms, _time_text(ms)
@@ -60,5 +63,5 @@ class UlidMaker:
                     self._entropy = os.urandom(160)
                 self._random = int.from_bytes(self._entropy[:10], "big")
                 self._entropy = self._entropy[10:]
-            head, random = self._time, self._random
-        return head + _random_text(random)
+                self._text = _random_text(self._random)
+            return self._time + self._text

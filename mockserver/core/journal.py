@@ -194,7 +194,7 @@ class Entry:
     def encoded(self) -> bytes:
         """The entry's JSON, made once (the facts are let go of then)."""
         if self._encoded is None:
-            self._encoded = dumps(self._dict())
+            self._encoded = bytes(memoryview(dumps(self._dict())))  # orjson's own keeps a 4 KiB buffer
             self.facts = None
         return self._encoded
 

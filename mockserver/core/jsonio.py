@@ -46,13 +46,17 @@ def loads(raw: bytes | str) -> Any:
     ``NaN``, ``1e400``, a lone surrogate escape, invalid UTF-8) is read again by the standard
     parser, which names the problem. Text holding a run of 20 digits skips orjson, which would read
     an integer beyond 64 bits as a float."""
-    if isinstance(raw, bytes) and _LONG_DIGITS.search(raw) is None:
+    if isinstance(raw, bytes) and not _long_digits(raw):
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
         else:
-            if b"\\u" in raw or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH or raw.count(b",") >= MAX_ITEMS:
+            if (
+                b"\\u" in raw
+                or (len(raw) > MAX_DEPTH and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH)
+                or (len(raw) > MAX_ITEMS and raw.count(b",") >= MAX_ITEMS)
+            ):
                 check_writable(parsed)
             return parsed
     text = raw.decode("utf-8") if isinstance(raw, bytes) else raw  # UnicodeDecodeError is the caller's 400
@@ -84,9 +88,14 @@ def loads(raw: bytes | str) -> Any:
     return value
 
 
+def _long_digits(raw: bytes) -> bool:
+    """Whether ``raw`` holds a run of 20 digits (fewer than 20 digits in all cannot: one C pass)."""
+    return len(raw) - len(raw.translate(None, b"0123456789")) >= 20 and _LONG_DIGITS.search(raw) is not None
+
+
 def parse_kept(raw: bytes) -> Any:
     """JSON the fake wrote itself (a journal entry): orjson, unless it holds an integer beyond 64 bits."""
-    if _LONG_DIGITS.search(raw) is None:
+    if not _long_digits(raw):
         return orjson.loads(raw)
     return json.loads(raw)
 

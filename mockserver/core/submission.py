@@ -248,7 +248,8 @@ def video_job(
             notes.append(f"video_type upgraded from {requested_type} to {video_type} because end_url is set")
     if batch != body.get("batch_size", 1):
         notes.append(f"batch_size {body.get('batch_size')!r} treated as {batch}")
-    return VideoJob(
+    job = object.__new__(VideoJob)  # every field given: made without the frozen __init__'s setattr per field
+    job.__dict__.update(
         prompt=prompt,
         video_type=video_type,
         requested_video_type=requested_type,
@@ -263,6 +264,7 @@ def video_job(
         price_key=price_key(video_type),
         notes=tuple(notes),
     )
+    return job
 
 
 def imagine_prompt(prompt: Any) -> str:

@@ -48,8 +48,6 @@ class Shared(NamedTuple):
 class HotStore(Protocol):
     """The hot path's calls: the same promises as the ``Store`` methods of the same names."""
 
-    requests: int  # requests this process is answering now (``web.edge`` counts them)
-
     def shared(self) -> Shared | None:
         """The shared settings as of the last ``refresh``; None: read them from the store itself."""
         ...
@@ -92,7 +90,6 @@ class Inline:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.requests = 0
         self._append_entry = getattr(store, "append_entry", None)
 
     def shared(self) -> Shared | None:

@@ -67,7 +67,6 @@ class RedisHot:
         from . import redis as stored
 
         self.store = store
-        self.requests = 0
         self.k = store.k
         self._scripts = stored
         self.options = Options(store.url, store.timeout)

@@ -51,7 +51,7 @@ from ..core.jsonio import dumps
 from ..service import Fake
 from .canned import Canned
 from .http import BodyTooLarge, JSONResponse
-from .provider import ProviderRoutes
+from .provider import READ, READ_HEADERS, ProviderRoutes
 
 CONTROL_PREFIX = "/__mock__"
 HEALTH_PATH = "/healthz"  # polled by health checks: not journaled either
@@ -90,6 +90,7 @@ class Edge:
             await self.app(scope, receive, send)
             return
         has_body = False
+        read: dict[bytes, str] = {}  # the headers the provider's routes read, found in the same pass
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if value.isdigit() and int(value) > self.limit:
@@ -99,6 +100,9 @@ class Edge:
                 has_body = has_body or value.strip() not in (b"", b"0")
             elif name == b"transfer-encoding":
                 has_body = True
+            elif name in READ and name not in read:
+                read[name] = value.decode("latin-1")
+        scope[READ_HEADERS] = read
         journaled = not scope["path"].startswith(CONTROL_PREFIX) and scope["path"] != HEALTH_PATH
         if self.fake.refreshes:  # a store that keeps a copy of the shared settings: make it current, once
             await self.fake.begin()
@@ -118,16 +122,19 @@ class Edge:
             nonlocal size, body_done, deadline
             if body_done:  # the body is in: only a disconnect can come, whenever it comes
                 return await receive()
-            if not in_process and deadline is None and not _ready(receive):
-                deadline = self._deadline(scope, body_timeout)  # from the first read that has to wait
-            if deadline is None or deadline == math.inf or _ready(receive):
-                message = await receive()
+            if in_process or (deadline is None and _ready(receive)):
+                message = await receive()  # in hand already: no timer
             else:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        message = await receive()
-                except TimeoutError:
-                    raise BodyTimeout(body_timeout) from None
+                if deadline is None:
+                    deadline = self._deadline(scope, body_timeout)  # from the first read that has to wait
+                if deadline == math.inf:
+                    message = await receive()
+                else:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            message = await receive()
+                    except TimeoutError:
+                        raise BodyTimeout(body_timeout) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True
             size += len(message.get("body", b""))
@@ -172,8 +179,6 @@ class Edge:
             # (uvicorn logs "ASGI callable returned without completing response").
             await send({"type": "http.response.body", "body": sent, "more_body": True})
 
-        hot = self.fake.hot
-        hot.requests += 1  # requests in progress: a store may write at once when one is alone (store.aio)
         try:
             asked = journaled and self.fake.canned_possible()  # none kept (the usual case): nothing to ask
             canned, app_receive = await self.canned(scope, edge_receive) if asked else (None, edge_receive)
@@ -186,7 +191,6 @@ class Edge:
                 body = error_body(500, f"internal error: {type(exc).__name__}", SERVER)
                 await JSONResponse(body, 500)(scope, edge_receive, edge_send)
         finally:
-            hot.requests -= 1
             if journaled:
                 self._journal(scope, facts, at, started, size, status)
 

@@ -44,6 +44,7 @@ SCENARIO = FAULT_HEADER.lower().encode()
 DIALECT = DIALECT_HEADER.lower().encode()
 HOST = b"host"
 READ = frozenset({AUTHORIZATION, CONTENT_TYPE, IDEMPOTENCY_KEY, SCENARIO, DIALECT, HOST})
+READ_HEADERS = "mockserver.read_headers"  # scope key: those headers, as the edge found them
 JSON_TYPE = (b"content-type", b"application/json")
 REPLAYED = ((b"idempotency-replayed", b"true"),)
 VIDEO_PATH = "/v1/midjourney/generations/video"
@@ -73,7 +74,11 @@ class LinkCache:
 
 
 def read_headers(scope: Scope) -> dict[bytes, str]:
-    """The request headers the provider routes read, in one pass (the first of each, as Starlette's)."""
+    """The request headers the provider routes read, in one pass (the first of each, as Starlette's);
+    found already by the edge's pass over them (``READ_HEADERS``) when it saw the request."""
+    seen: dict[bytes, str] | None = scope.get(READ_HEADERS)
+    if seen is not None:
+        return seen
     found: dict[bytes, str] = {}
     for name, value in scope["headers"]:
         if name in READ and name not in found:
