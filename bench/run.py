@@ -14,7 +14,8 @@ stubs in ``bench/wiremock``) and Stoplight Prism (mocking ``spec/openapi.yaml``)
 installed from npm into ``bench/.tools`` when missing (WireMock runs on the
 machine's Java). Then: submissions against a balance with 100 000 tasks already in
 the account, against an empty store (memory and SQLite); start-up time; memory per
-stored task. The last run's figures are kept in ``bench/results/latest.json``.
+stored task. On Redis, the Redis server's own CPU per request (``INFO cpu`` around each
+figure): the ceiling a fleet of instances sharing one Redis meets. The last run's figures are kept in ``bench/results/latest.json``.
 
     python -m bench.run [--seconds 6] [--warmup 2] [--connections 32] [--skip-tools] [--quick]
 """
@@ -32,7 +33,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,7 @@ class Figure:
     p50_ms: float
     p99_ms: float
     errors: int
+    store_us: float | None = None  # the store server's CPU per request (Redis), when measured
 
 
 def _ms(text: str) -> float:
@@ -161,29 +163,58 @@ def seed_tasks(base: str, count: int = 200) -> list[str]:
     return [call(base, "/v1/midjourney/generations/video", body, "bench")["data"][0]["task_id"] for _ in range(count)]
 
 
-def measure(name: str, base: str, ids: list[str], load: Load, warmup: int | None = None) -> dict[str, Figure]:
-    """The server warmed up (the mix, ``warmup`` seconds), then each scenario for ``load.seconds``."""
+def measure(
+    name: str,
+    base: str,
+    ids: list[str],
+    load: Load,
+    warmup: int | None = None,
+    store_cpu: Callable[[], float] | None = None,
+) -> dict[str, Figure]:
+    """The server warmed up (the mix, ``warmup`` seconds), then each scenario for ``load.seconds``.
+    ``store_cpu``: the store server's CPU seconds so far (Redis's ``INFO cpu``), read around each
+    scenario to give the store's own cost per request (``Figure.store_us``)."""
     wrk(base, lua(ids, SCENARIOS["mix 1:10"]), warmup if warmup is not None else load.warmup, load)
     figures = {}
     for scenario, share in SCENARIOS.items():
+        before = store_cpu() if store_cpu else 0.0
         f = figures[scenario] = wrk(base, lua(ids, share), load.seconds, load)
-        print(f"  {name:<26} {scenario:<9} {f.rps:>9.0f} req/s  p50 {f.p50_ms:6.2f} ms  p99 {f.p99_ms:6.2f} ms",
+        if store_cpu is not None:
+            f.store_us = (store_cpu() - before) / max(f.rps * load.seconds, 1.0) * 1e6
+        store = f"  store {f.store_us:5.1f} µs/request" if f.store_us is not None else ""
+        print(f"  {name:<26} {scenario:<9} {f.rps:>9.0f} req/s  p50 {f.p50_ms:6.2f} ms  p99 {f.p99_ms:6.2f} ms{store}",
               flush=True)  # fmt: skip
     return figures
+
+
+def redis_cpu(url: str) -> Callable[[], float]:
+    """Redis's own CPU seconds (user + system, every thread), as ``INFO cpu`` says."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+
+    def seconds() -> float:
+        info = client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    return seconds
 
 
 # -- the servers ----------------------------------------------------------------------------------------
 
 
-UVICORN = ["--host", "127.0.0.1", "--log-level", "warning", "--no-access-log", "--workers", "1"]
+UVICORN = ["--host", "127.0.0.1", "--log-level", "warning", "--no-access-log"]
 
 
-def bare(load: Load) -> dict[str, Figure]:
+def bare(load: Load, workers: int = 1) -> dict[str, Figure]:
+    """The baseline: the same paths answering fixed JSON under the same uvicorn (``workers`` 2: the
+    most any Python server on Starlette and uvicorn could answer on this machine's cores)."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "bench.bare:app", "--port", str(port), *UVICORN]
+    command = [sys.executable, "-m", "uvicorn", "bench.bare:app", "--port", str(port), *UVICORN,
+               "--workers", str(workers)]  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     with running(command, base + "/v1/tasks/x"):
-        return measure("bare Starlette", base, [], load)
+        return measure("bare Starlette" + (f" --workers {workers}" if workers > 1 else ""), base, [], load)
 
 
 @contextmanager
@@ -197,26 +228,34 @@ def mockserver(state: str, workers: int = 1) -> Iterator[str]:
 
 
 def fake(name: str, state: str, load: Load, workers: int = 1) -> dict[str, Figure]:
+    store_cpu = redis_cpu(state) if state.startswith("redis://") else None
     with mockserver(state, workers) as base:
-        return measure(name, base, seed_tasks(base), load)
+        return measure(name, base, seed_tasks(base), load, store_cpu=store_cpu)
 
 
-def history(name: str, state: str, load: Load) -> tuple[Figure, Figure, int]:
-    """Submissions against a balance: an account with no task on an empty store, then an account with
-    HISTORY tasks (filled by the same submissions) on the same store."""
-    with mockserver(state) as base:
-        for token in ("bench-empty", "bench-full"):
-            call(base, "/__mock__/balances", {"token": token, "balance": 1e12})
-        empty_script, full_script = lua([], 1.0, "bench-empty"), lua([], 1.0, "bench-full")
-        wrk(base, empty_script, load.warmup, load)
-        empty = wrk(base, empty_script, load.seconds, load)
-        while (held := call(base, "/__mock__/tasks?token=bench-full&limit=1")["total"]) < HISTORY:
-            wrk(base, full_script, 3, load)
-        full = wrk(base, full_script, load.seconds, load)
-        total = call(base, "/__mock__/tasks?limit=1")["total"]
-    ratio = full.rps / empty.rps
-    print(f"  {name:<26} empty account {empty.rps:>7.0f} req/s; {held:,} tasks in the account ({total:,} stored): "
-          f"{full.rps:>7.0f} req/s (× {ratio:.2f})", flush=True)  # fmt: skip
+def history(name: str, state: str, load: Load, rounds: int = 2) -> tuple[Figure, Figure, int]:
+    """Submissions against a balance: on a store emptied first (``POST /__mock__/reset``), and on a
+    second server whose account holds HISTORY tasks (filled by the same submissions) before each
+    round; the rounds alternate between the two, and the best of each is kept."""
+    script = lua([], 1.0, "bench-history")
+    balance = {"token": "bench-history", "balance": 1e12}
+    with mockserver(state) as empty_base, mockserver(state.replace(".db", "-full.db")) as full_base:
+        call(full_base, "/__mock__/balances", balance)
+        while (held := call(full_base, "/__mock__/tasks?token=bench-history&limit=1")["total"]) < HISTORY:
+            wrk(full_base, script, 3, load)
+        best: dict[str, Figure] = {}
+        for _ in range(rounds):
+            call(empty_base, "/__mock__/reset", {})
+            call(empty_base, "/__mock__/balances", balance)
+            for kind, base in (("empty", empty_base), ("full", full_base)):
+                wrk(base, script, load.warmup, load)
+                found = wrk(base, script, load.seconds, load)
+                if kind not in best or found.rps > best[kind].rps:
+                    best[kind] = found
+        total = call(full_base, "/__mock__/tasks?limit=1")["total"]
+    empty, full = best["empty"], best["full"]
+    print(f"  {name:<26} empty store {empty.rps:>7.0f} req/s; {held:,} tasks in the account ({total:,} stored "
+          f"at the end): {full.rps:>7.0f} req/s (× {full.rps / empty.rps:.2f})", flush=True)  # fmt: skip
     return empty, full, held
 
 
@@ -334,6 +373,11 @@ def report(results: dict[str, dict[str, Figure]], load: Load) -> list[dict[str, 
         found = results.get(name, {}).get(scenario)
         return None if found is None else found.rps / base[scenario].rps
 
+    costs = [(n, k, f.store_us) for n, figs in results.items() for k, f in figs.items() if f.store_us]
+    if costs:
+        print("\nRedis's own CPU per request, and the ceiling it puts on a fleet sharing one Redis:")
+        for name, scenario, us in costs:
+            print(f"  {name:<28} {scenario:<9} {us:6.1f} µs  → at most {1e6 / us:>9,.0f} req/s per Redis core")
     print("\ntargets (ratios against the bare endpoint of this run):")
     for name, submit, poll in (
         ("mockserver memory", 0.60, 0.70),
@@ -363,6 +407,13 @@ def report(results: dict[str, dict[str, Figure]], load: Load) -> list[dict[str, 
                 for scenario in ("submit", "poll"):
                     share = two[scenario].rps / wire[scenario].rps
                     check(f"mockserver {state} --workers 2, {scenario} > WireMock", share, 1.0, f"{share:.2f}×")
+        ceiling = results.get("bare Starlette --workers 2")
+        if ceiling:
+            for scenario in ("submit", "poll"):
+                share = ceiling[scenario].rps / wire[scenario].rps
+                print(
+                    f"  {'(for reference) bare Starlette --workers 2, ' + scenario + ' / WireMock':<52} {share:>9.2f}×"
+                )
     return checks
 
 
@@ -381,7 +432,7 @@ def main() -> int:
     load = Load(args.seconds, args.warmup, args.connections)
     print(f"load: wrk, {load.threads} thread, {load.connections} connections, {load.seconds} s per figure after "
           f"a {load.warmup} s warm-up of each server (WireMock: 10 s); {os.cpu_count()} cores", flush=True)  # fmt: skip
-    results: dict[str, dict[str, Figure]] = {"bare Starlette": bare(load)}
+    results: dict[str, dict[str, Figure]] = {"bare Starlette": bare(load), "bare Starlette --workers 2": bare(load, 2)}
     histories: dict[str, tuple[Figure, Figure, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         results["mockserver memory"] = fake("mockserver memory", "memory://", load)
