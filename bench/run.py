@@ -417,6 +417,17 @@ def report(results: dict[str, dict[str, Figure]], load: Load) -> list[dict[str, 
     return checks
 
 
+def _commit() -> str:
+    """The commit measured (with ``+`` when the work tree differs from it), or "" outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "mockserver", "bench", ":(exclude)bench/results"],
+                               cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    except OSError:
+        return ""
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=6)
@@ -488,6 +499,8 @@ def main() -> int:
     args.json.write_text(
         json.dumps(
             {
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "commit": _commit(),
                 "load": vars(load),
                 "cores": os.cpu_count(),
                 "servers": {n: {k: vars(f) for k, f in figs.items()} for n, figs in results.items()},
