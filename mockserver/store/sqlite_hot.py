@@ -85,6 +85,7 @@ class SQLiteHot:
         self._commits = 0
         self._fresh_in: int | None = None  # the thread whose loop read the version in its current turn
         self._reading: asyncio.Handle | None = None  # a read transaction is open, ended by this callback
+        self._reading_loop: asyncio.AbstractEventLoop | None = None  # ... on this loop's turn
         self._checkpointing = threading.Lock()
         with suppress(StoreUnavailable):
             self._load_shared()
@@ -114,20 +115,26 @@ class SQLiteHot:
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         """One row. The reads of one turn of the event loop share one read transaction (one snapshot,
-        one taking of WAL's read lock instead of one per read), ended when the turn is over."""
+        one taking of WAL's read lock instead of one per read), ended when the turn is over. A read
+        from another loop (in-process transports share this store from threads of their own) never
+        reads through that loop's snapshot: it ends it and opens its own."""
         guard = self.store._guard
         if guard._open_until:  # a failure was met lately: maybe answer at once (``Guard.check``)
             guard.check()
         with self._lock:
             try:
                 db = self._connection()
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # no loop to end it: a read of its own
+                    if self._reading is not None:
+                        self._end_read()
+                    return db.execute(sql, args).fetchone()
+                if self._reading is not None and self._reading_loop is not loop:
+                    self._end_read()  # another loop's turn, maybe from before a change this request follows
                 if self._reading is None:
-                    try:
-                        loop = asyncio.get_running_loop()
-                    except RuntimeError:  # no loop to end it: a read of its own
-                        return db.execute(sql, args).fetchone()
                     db.execute("BEGIN")
-                    self._reading = loop.call_soon(self._end_read)
+                    self._reading, self._reading_loop = loop.call_soon(self._end_read), loop
                 return db.execute(sql, args).fetchone()
             except sqlite3.OperationalError as exc:  # a read never waits here: a quick failure
                 self._end_read()
@@ -136,7 +143,7 @@ class SQLiteHot:
 
     def _end_read(self) -> None:
         with self._lock:
-            handle, self._reading = self._reading, None
+            handle, self._reading, self._reading_loop = self._reading, None, None
             if handle is not None:
                 handle.cancel()
                 if self._db is not None and self._db.in_transaction:
