@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .jsonio import dumps, parse_kept
+from .jsonio import dumps, kept, parse_kept
 
 # What one journal entry may hold (characters; an entry stays within about 16 KiB).
 ENTRY_MAX_BYTES = 16 * 1024
@@ -194,7 +194,7 @@ class Entry:
     def encoded(self) -> bytes:
         """The entry's JSON, made once (the facts are let go of then)."""
         if self._encoded is None:
-            self._encoded = bytes(memoryview(dumps(self._dict())))  # orjson's own keeps a 4 KiB buffer
+            self._encoded = kept(dumps(self._dict()))
             self.facts = None
         return self._encoded
 

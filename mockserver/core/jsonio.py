@@ -39,6 +39,12 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def kept(encoded: bytes) -> bytes:
+    """A copy of ``encoded`` sized to its content, for JSON held long (a stored task, a journal entry):
+    the bytes orjson returns keep the 4 KiB buffer they were written in."""
+    return bytes(memoryview(encoded))
+
+
 def loads(raw: bytes | str) -> Any:
     """A request body parsed, or the provider's 400 (malformed, or a value the fake could not keep).
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from .jsonio import kept
+
 VIDEO = "VIDEO"
 IMAGINE = "IMAGINE"
 
@@ -86,8 +88,7 @@ class TaskRecord:
         library, marked with a leading ``~``."""
         values = _VALUES(self)
         try:
-            # A copy: orjson's bytes keep the 4 KiB buffer they were written in (the store keeps them).
-            return bytes(memoryview(orjson.dumps(values)))
+            return kept(orjson.dumps(values))  # the store keeps them
         except TypeError:
             return b"~" + json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()
 
