@@ -25,13 +25,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.bare import app as bare_app
+from bench.run import BODY as WIRE_BODY
 from mockserver import Settings
 from mockserver.core.accounts import account_id
 from mockserver.service import Fake
 from mockserver.web.app import create_app
+from mockserver.web.provider import VIDEO_PATH as VIDEO
 
-BODY = b'{"prompt":"a cat","image_urls":["https://example.com/cat.png"],"batch_size":2}'
-VIDEO = "/v1/midjourney/generations/video"
+BODY = WIRE_BODY.encode()  # the submission make bench sends
 HEADERS = [
     (b"host", b"127.0.0.1:8000"),
     (b"authorization", b"Bearer bench"),
