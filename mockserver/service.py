@@ -389,24 +389,46 @@ class Fake:
             )
         return stored
 
-    def _new_record(self, account: str, fault: Fault | None, **fields: Any) -> TaskRecord:
-        outcome = faults.task_outcome(fault) if fault is not None else None
-        if fault is not None and faults.task_params(fault):
-            fields["params"] = {**fields.get("params", {}), **faults.task_params(fault)}
+    def _new_record(
+        self,
+        account: str,
+        fault: Fault | None,
+        *,
+        action: str,
+        prompt: str,
+        mode: str,
+        clips: int,
+        price_key: str,
+        quantity: int,
+        params: dict[str, Any],
+        video_type: str | None = None,
+    ) -> TaskRecord:
+        outcome, fail_reason = ("success", "")
+        if fault is not None:
+            outcome, fail_reason = faults.task_outcome(fault) or (outcome, fail_reason)
+            params.update(faults.task_params(fault))
         now = self.clock.now()
+        settings = self.settings
         return TaskRecord.of(
-            {
+            {  # every field, in one mapping: TaskRecord.of makes the record without its __init__
                 "id": f"task_{self._ulid(min(max(now, 0.0), LATEST))}",
                 "account": account,
+                "action": action,
                 "created_at": now,
-                "duration": self.settings.task_seconds,
-                "outcome": outcome[0] if outcome else "success",
-                "fail_reason": outcome[1] if outcome else "",
-                "unit_price": ledger.unit_price(self.prices, fields["price_key"]),
-                "finish_after_polls": self.settings.finish_after_polls,
+                "duration": settings.task_seconds,
+                "prompt": prompt,
+                "mode": mode,
+                "clips": clips,
+                "price_key": price_key,
+                "quantity": quantity,
+                "video_type": video_type,
+                "outcome": outcome,
+                "fail_reason": fail_reason,
+                "unit_price": ledger.unit_price(self.prices, price_key),
+                "finish_after_polls": settings.finish_after_polls,
                 "polls": 0,
                 "settled_at": None,
-                **fields,
+                "params": params,
             }
         )
 
