@@ -1,13 +1,18 @@
-"""Real servers the tests and benchmarks start themselves: ``redis-server`` on a free loopback port."""
+"""Real servers the tests and benchmarks start themselves on a free loopback port: ``redis-server``, and an
+ASGI app under uvicorn in a thread of the test's own process."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import uvicorn
 
 from mockserver.testing import free_port
 
@@ -46,3 +51,21 @@ def redis_server(workdir: Path | None = None, timeout: float = 10.0) -> Iterator
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextmanager
+def threaded_server(app: Any, **config: Any) -> Iterator[str]:
+    """``app`` under uvicorn in a thread of this process (so a test can break the fake from here)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

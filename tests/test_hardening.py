@@ -15,7 +15,6 @@ import os
 import resource
 import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from contract import fuzz
 from contract.report import Report
@@ -41,6 +39,7 @@ from mockserver.testing.process import ServerProcess, free_port
 from mockserver.testing.transport import SyncASGITransport
 from mockserver.web.app import create_app
 from mockserver.web.edge import ENTRY_MAX_BYTES
+from tests.servers import threaded_server
 
 AUTH = {"Authorization": "Bearer hardening"}
 VIDEO = "/v1/midjourney/generations/video"
@@ -297,24 +296,6 @@ def test_media_names_that_are_not_small_ascii_numbers_are_404(name: str) -> None
 
 
 # -- 4. a crash must not cost the client its connection ---------------------------------------
-
-
-@contextmanager
-def threaded_server(app: Any, **config: Any) -> Iterator[str]:
-    """``app`` under uvicorn in a thread of this process (so a test can break the fake from here)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", **config))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def client_port(response: httpx.Response) -> int:

@@ -1,0 +1,186 @@
+"""The server's HTTP protocol (``mockserver.protocol``): one timer per connection for each deadline,
+and uvicorn's keep-alive timeout kept."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+
+from mockserver.protocol import BoundedHttpToolsProtocol, Deadline
+from tests.servers import threaded_server
+
+
+class Handle:
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when, self.callback, self.cancelled = when, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualLoop:
+    """The two calls ``Deadline`` makes of a loop, on a clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.armed: list[Handle] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Handle:
+        handle = Handle(when, callback)
+        self.armed.append(handle)
+        return handle
+
+    def run_until(self, now: float) -> None:
+        """Fire every timer due by ``now``, in order (those a firing arms included)."""
+        while True:
+            due = [h for h in self.armed if not h.cancelled and h.when <= now]
+            if not due:
+                break
+            first = min(due, key=lambda h: h.when)
+            self.armed.remove(first)
+            self.now = first.when
+            first.callback()
+        self.now = now
+
+
+def deadline(loop: ManualLoop) -> tuple[Deadline, list[float]]:
+    fired: list[float] = []
+    return Deadline(loop, lambda: fired.append(loop.now)), fired  # type: ignore[arg-type]
+
+
+def test_moving_a_deadline_arms_no_timer() -> None:
+    loop = ManualLoop()
+    timer, fired = deadline(loop)
+    for step in range(1000):
+        loop.now = step * 0.001
+        timer.set(5.0)
+    assert len(loop.armed) == 1, "one timer for a thousand moves"
+    loop.run_until(5.0)  # the first timer fires early: it re-arms once, for the deadline set last
+    assert fired == []
+    assert len([h for h in loop.armed if not h.cancelled]) == 1
+    loop.run_until(6.0)
+    assert fired == [pytest.approx(0.999 + 5.0)]
+    loop.run_until(100.0)
+    assert fired == [pytest.approx(5.999)], "expires once"
+
+
+def test_a_cleared_deadline_lapses_and_a_stopped_one_holds_no_timer() -> None:
+    loop = ManualLoop()
+    timer, fired = deadline(loop)
+    timer.set(1.0)
+    timer.clear()
+    loop.run_until(10.0)
+    assert fired == [] and loop.armed == [], "the timer fired, found no deadline, and was not armed again"
+    timer.set(1.0)
+    assert len(loop.armed) == 1
+    timer.stop()
+    assert loop.armed[0].cancelled and timer.handle is None
+    loop.run_until(20.0)
+    assert fired == []
+
+
+class CountingLoop(asyncio.SelectorEventLoop):
+    """An event loop that counts the timers started on it."""
+
+    timers = 0
+
+    def call_at(  # type: ignore[override]
+        self, when: float, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        self.timers += 1
+        return super().call_at(when, callback, *args, context=context)
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = b""
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def hello(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_a_busy_connection_starts_no_timer_per_answer() -> None:
+    """uvicorn's own protocol starts (and cancels) a keep-alive timer for every answer; this one moves
+    the connection's deadlines instead: 200 requests on one connection start at most two timers."""
+    loop = CountingLoop()
+    try:
+        config = uvicorn.Config(hello, log_level="critical", timeout_keep_alive=5)
+        config.load()
+        protocol = BoundedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+        transport = Transport()
+        protocol.connection_made(transport)
+        for _ in range(200):
+            protocol.data_received(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            loop.run_until_complete(asyncio.sleep(0))  # the request's task runs and answers
+        assert transport.sent.count(b"HTTP/1.1 200 OK") == 200
+        assert loop.timers <= 2, f"{loop.timers} timers for 200 answers"
+        protocol.connection_lost(None)
+        assert protocol._head.handle is None and protocol._idle.handle is None
+    finally:
+        loop.close()
+
+
+def closed_within(sock: socket.socket, limit: float) -> float | None:
+    """Seconds until the server closes ``sock`` (reading what it sends), None if it is open after ``limit``."""
+    sock.settimeout(0.05)
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        try:
+            if sock.recv(65536) == b"":
+                return time.perf_counter() - started
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return time.perf_counter() - started
+    return None
+
+
+REQUEST = b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.e2e
+def test_the_keep_alive_timeout_closes_an_idle_connection_and_only_an_idle_one() -> None:
+    http = BoundedHttpToolsProtocol
+    with threaded_server(hello, http=http, timeout_keep_alive=0.5, lifespan="off") as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as busy:
+            started = time.perf_counter()
+            while time.perf_counter() - started < 2.0:  # four keep-alive timeouts, never idle for one
+                busy.sendall(REQUEST)
+                assert busy.recv(65536).startswith(b"HTTP/1.1 200"), "the busy connection was closed"
+                time.sleep(0.1)
+            idle_for = closed_within(busy, 5.0)  # now idle: closed after the timeout
+        assert idle_for is not None, "an idle connection was kept past the keep-alive timeout"
+        assert 0.3 < idle_for < 2.0, idle_for
