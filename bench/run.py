@@ -8,7 +8,8 @@ figure is printed as a ratio against the bare endpoint (``bench/bare.py``: the
 same two paths answering fixed JSON under the same uvicorn) measured in the same
 run, so a slower or busier machine moves both.
 
-Measured: the bare endpoint; mockserver with ``memory://`` (one worker),
+Measured: the bare endpoint (one and two workers, and, for reference, on the fake's own HTTP
+protocol: ``mockserver.protocol``); mockserver with ``memory://`` (one worker),
 ``sqlite://`` and ``redis://`` (one worker and ``--workers 2``); WireMock (static
 stubs in ``bench/wiremock``) and Stoplight Prism (mocking ``spec/openapi.yaml``),
 installed from npm into ``bench/.tools`` when missing (WireMock runs on the
@@ -206,15 +207,26 @@ def redis_cpu(url: str) -> Callable[[], float]:
 UVICORN = ["--host", "127.0.0.1", "--log-level", "warning", "--no-access-log"]
 
 
-def bare(load: Load, workers: int = 1) -> dict[str, Figure]:
+PROTOCOL = "mockserver.protocol:BoundedHttpToolsProtocol"  # the fake's HTTP protocol (uvicorn's, lighter per request)
+
+
+def bare(load: Load, workers: int = 1, protocol: bool = False) -> dict[str, Figure]:
     """The baseline: the same paths answering fixed JSON under the same uvicorn (``workers`` 2: the
-    most any Python server on Starlette and uvicorn could answer on this machine's cores)."""
+    most any Python server on Starlette and uvicorn could answer on this machine's cores). With
+    ``protocol``, on the fake's own HTTP protocol in place of uvicorn's: how much of the fake's
+    figures its protocol accounts for."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "bench.bare:app", "--port", str(port), *UVICORN,
-               "--workers", str(workers)]  # fmt: skip
+               "--workers", str(workers), *(["--http", PROTOCOL] if protocol else [])]  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     with running(command, base + "/v1/tasks/x"):
-        return measure("bare Starlette" + (f" --workers {workers}" if workers > 1 else ""), base, [], load)
+        return measure(bare_name(workers, protocol), base, [], load)
+
+
+def bare_name(workers: int = 1, protocol: bool = False) -> str:
+    return (
+        "bare Starlette" + (f" --workers {workers}" if workers > 1 else "") + (", fake's protocol" if protocol else "")
+    )
 
 
 @contextmanager
@@ -399,6 +411,12 @@ def report(results: dict[str, dict[str, Figure]], load: Load) -> list[dict[str, 
             for scenario in ("submit", "poll"):
                 gain = two[scenario].rps / one[scenario].rps
                 check(f"mockserver {state}, {scenario}: 2 workers > 1 worker", gain, 1.0, f"{gain:.2f}×")
+    lighter = results.get(bare_name(protocol=True))
+    if memory and lighter:
+        for scenario in ("submit", "poll"):
+            share = memory[scenario].rps / lighter[scenario].rps
+            label = f"(for reference) mockserver memory, {scenario} / bare on the fake's protocol"
+            print(f"  {label:<52} {share:>9.2f}×")
     wire = results.get("WireMock")
     if wire:
         for state in ("sqlite", "redis"):
@@ -443,7 +461,11 @@ def main() -> int:
     load = Load(args.seconds, args.warmup, args.connections)
     print(f"load: wrk, {load.threads} thread, {load.connections} connections, {load.seconds} s per figure after "
           f"a {load.warmup} s warm-up of each server (WireMock: 10 s); {os.cpu_count()} cores", flush=True)  # fmt: skip
-    results: dict[str, dict[str, Figure]] = {"bare Starlette": bare(load), "bare Starlette --workers 2": bare(load, 2)}
+    results: dict[str, dict[str, Figure]] = {
+        bare_name(): bare(load),
+        bare_name(2): bare(load, 2),
+        bare_name(protocol=True): bare(load, protocol=True),
+    }
     histories: dict[str, tuple[Figure, Figure, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         results["mockserver memory"] = fake("mockserver memory", "memory://", load)
