@@ -65,12 +65,12 @@ def wait_until_up(url: str, timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def running(command: list[str], probe: str, env: dict[str, str] | None = None) -> Iterator[None]:
+def running(command: list[str], probe: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
         wait_until_up(probe)
-        yield
+        yield process
     finally:
         process.terminate()
         try:
@@ -183,7 +183,7 @@ def measure(
         if store_cpu is not None:
             f.store_us = (store_cpu() - before) / max(f.rps * load.seconds, 1.0) * 1e6
         store = f"  store {f.store_us:5.1f} µs/request" if f.store_us is not None else ""
-        print(f"  {name:<26} {scenario:<9} {f.rps:>9.0f} req/s  p50 {f.p50_ms:6.2f} ms  p99 {f.p99_ms:6.2f} ms{store}",
+        print(f"  {name:<31} {scenario:<9} {f.rps:>9.0f} req/s  p50 {f.p50_ms:6.2f} ms  p99 {f.p99_ms:6.2f} ms{store}",
               flush=True)  # fmt: skip
     return figures
 
@@ -367,12 +367,12 @@ def verdict(ok: bool) -> str:
 
 def report(results: dict[str, dict[str, Figure]], load: Load) -> list[dict[str, Any]]:
     base = results["bare Starlette"]
-    print(f"\n{'server':<28} {'scenario':<9} {'req/s':>8} {'× bare':>7} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8}")
+    print(f"\n{'server':<32} {'scenario':<9} {'req/s':>8} {'× bare':>7} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8}")
     for name, figures in results.items():
         for scenario, f in figures.items():
             ratio = f.rps / base[scenario].rps
             print(
-                f"{name:<28} {scenario:<9} {f.rps:>8.0f} {ratio:>7.2f} {f.p50_ms:>7.2f} {f.p99_ms:>7.2f} {f.errors:>8}"
+                f"{name:<32} {scenario:<9} {f.rps:>8.0f} {ratio:>7.2f} {f.p50_ms:>7.2f} {f.p99_ms:>7.2f} {f.errors:>8}"
             )
     checks: list[dict[str, Any]] = []
 
@@ -416,7 +416,7 @@ def report(results: dict[str, dict[str, Figure]], load: Load) -> list[dict[str, 
         for scenario in ("submit", "poll"):
             share = memory[scenario].rps / lighter[scenario].rps
             label = f"(for reference) mockserver memory, {scenario} / bare on the fake's protocol"
-            print(f"  {label:<52} {share:>9.2f}×")
+            print(f"  {label:<74} {share:>6.2f}×")
     wire = results.get("WireMock")
     if wire:
         for state in ("sqlite", "redis"):
@@ -430,7 +430,7 @@ def report(results: dict[str, dict[str, Figure]], load: Load) -> list[dict[str, 
             for scenario in ("submit", "poll"):
                 share = ceiling[scenario].rps / wire[scenario].rps
                 print(
-                    f"  {'(for reference) bare Starlette --workers 2, ' + scenario + ' / WireMock':<52} {share:>9.2f}×"
+                    f"  {'(for reference) bare Starlette --workers 2, ' + scenario + ' / WireMock':<74} {share:>9.2f}×"
                 )
     return checks
 
