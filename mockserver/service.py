@@ -48,7 +48,16 @@ from .core.faults import Fault, FaultRule
 from .core.ids import UlidMaker
 from .core.journal import Entry
 from .core.media import GRID_PNG, IMAGE_PNGS, clip_file, upload_id_of
-from .core.records import CANCEL_OUTCOME, FAILURE_OUTCOME, IMAGINE, NEVER_OUTCOME, VIDEO, TaskRecord, UploadRecord
+from .core.records import (
+    CANCEL_OUTCOME,
+    FAILURE_OUTCOME,
+    IMAGINE,
+    NEVER_OUTCOME,
+    SUCCESS_OUTCOME,
+    VIDEO,
+    TaskRecord,
+    UploadRecord,
+)
 from .core.spec import Spec
 from .settings import Settings
 from .store import AccountLimit, Overdraft, Store, open_store
@@ -403,7 +412,7 @@ class Fake:
         params: dict[str, Any],
         video_type: str | None = None,
     ) -> TaskRecord:
-        outcome, fail_reason = ("success", "")
+        outcome, fail_reason = SUCCESS_OUTCOME, ""
         if fault is not None:
             outcome, fail_reason = faults.task_outcome(fault) or (outcome, fail_reason)
             params.update(faults.task_params(fault))
