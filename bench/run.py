@@ -366,7 +366,7 @@ def verdict(ok: bool) -> str:
 
 
 def report(results: dict[str, dict[str, Figure]], load: Load) -> list[dict[str, Any]]:
-    base = results["bare Starlette"]
+    base = results[bare_name()]
     print(f"\n{'server':<32} {'scenario':<9} {'req/s':>8} {'× bare':>7} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8}")
     for name, figures in results.items():
         for scenario, f in figures.items():
@@ -425,7 +425,7 @@ def report(results: dict[str, dict[str, Figure]], load: Load) -> list[dict[str, 
                 for scenario in ("submit", "poll"):
                     share = two[scenario].rps / wire[scenario].rps
                     check(f"mockserver {state} --workers 2, {scenario} > WireMock", share, 1.0, f"{share:.2f}×")
-        ceiling = results.get("bare Starlette --workers 2")
+        ceiling = results.get(bare_name(2))
         if ceiling:
             for scenario in ("submit", "poll"):
                 share = ceiling[scenario].rps / wire[scenario].rps
@@ -527,8 +527,7 @@ def main() -> int:
                 "cores": os.cpu_count(),
                 "servers": {n: {k: vars(f) for k, f in figs.items()} for n, figs in results.items()},
                 "ratios": {
-                    n: {k: f.rps / results["bare Starlette"][k].rps for k, f in figs.items()}
-                    for n, figs in results.items()
+                    n: {k: f.rps / results[bare_name()][k].rps for k, f in figs.items()} for n, figs in results.items()
                 },
                 "history": {
                     store: {"empty": vars(empty), "full": vars(full), "tasks_in_account": held}

@@ -148,8 +148,7 @@ def in_process(scenario: str) -> dict[str, float]:
     from bench import inprocess
 
     figures = asyncio.run(inprocess.run(10_000, 5))
-    kind = scenario
-    return {"bare": figures[f"{kind}: bare Starlette app"], "fake": figures[f"{kind}: the fake's app"]}
+    return {"bare": figures[f"{scenario}: bare Starlette app"], "fake": figures[f"{scenario}: the fake's app"]}
 
 
 def main() -> int:
