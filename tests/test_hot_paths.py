@@ -45,8 +45,10 @@ def test_ids_are_ulids_in_the_order_they_were_made() -> None:
     make = UlidMaker()
     for seconds in (0.0, 1.5, 1_767_225_600.123, 253_402_300_799.0):
         assert ULID.from_str(make(seconds)).milliseconds == int(seconds * 1000)
-    same_ms = [make(5.0) for _ in range(50)]
-    assert same_ms == sorted(same_ms) and len(set(same_ms)) == 50
+    same_ms = [make(5.0) for _ in range(3000)]  # crosses at least two steps of the last ten bits
+    values = [int(ULID.from_str(text)) for text in same_ms]
+    assert values == list(range(values[0], values[0] + 3000))  # each the one before plus one
+    assert {ULID.from_str(text).milliseconds for text in same_ms} == {5000}
     for _ in range(500):
         value = int.from_bytes(os.urandom(16), "big")
         assert encode(value) == str(ULID.from_int(value))

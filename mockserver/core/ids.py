@@ -47,21 +47,28 @@ class UlidMaker:
         self._random = 0
         self._time = ""
         self._entropy = b""  # os.urandom read 16 ids' worth at a time (one system call, not one per millisecond)
-        self._text = ""  # the random part's text: within a millisecond only its last pair changes, mostly
+        self._prefix = ""  # the last id but its last two characters: within a millisecond, mostly all that stays
 
     def __call__(self, seconds: float) -> str:
-        ms = min(max(int(seconds * 1000), 0), _MAX_MS)
+        ms = int(seconds * 1000)
+        if not 0 <= ms <= _MAX_MS:
+            ms = min(max(ms, 0), _MAX_MS)
         with self._lock:
-            if ms == self._ms and self._random < _MAX_RANDOM:
-                self._random += 1
-                low = self._random & 1023
-                self._text = self._text[:14] + _PAIRS[low] if low else _random_text(self._random)
-            else:
-                if ms != self._ms:
-                    self._ms, self._time = ms, _time_text(ms)
-                if not self._entropy:
-                    self._entropy = os.urandom(160)
-                self._random = int.from_bytes(self._entropy[:10], "big")
-                self._entropy = self._entropy[10:]
-                self._text = _random_text(self._random)
-            return self._time + self._text
+            if ms == self._ms:
+                r = self._random + 1
+                if r <= _MAX_RANDOM:
+                    self._random = r
+                    low = r & 1023
+                    if low:  # only the last ten bits changed
+                        return self._prefix + _PAIRS[low]
+                    self._prefix = self._time + _random_text(r)[:14]
+                    return self._prefix + _PAIRS[0]
+            if ms != self._ms:
+                self._ms, self._time = ms, _time_text(ms)
+            if not self._entropy:
+                self._entropy = os.urandom(160)
+            r = self._random = int.from_bytes(self._entropy[:10], "big")
+            self._entropy = self._entropy[10:]
+            text = self._time + _random_text(r)
+            self._prefix = text[:24]
+            return text
