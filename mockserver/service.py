@@ -26,7 +26,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .core import canned, clips, faults, images, jsonio, ledger, lifecycle, matching, replay, seeding, submission
 from .core.accounts import account_id, bearer_token
@@ -60,7 +60,7 @@ from .core.records import (
 )
 from .core.spec import Spec
 from .settings import Settings
-from .store import AccountLimit, Overdraft, Store, open_store
+from .store import AccountLimit, MemoryStore, Overdraft, Store, open_store
 from .store.aio import HotStore, Inline, SharedClock, hot
 
 __all__ = ["Accepted", "Fake", "MediaFile", "Polled", "Store", "shortened"]
@@ -68,6 +68,7 @@ __all__ = ["Accepted", "Fake", "MediaFile", "Polled", "Store", "shortened"]
 Facts = MutableMapping[str, Any]
 DIALECT_HEADER = "X-Mock-Dialect"
 DIALECTS = ("unified", "mj")
+ACCOUNTS_KEPT = 4096  # Authorization headers remembered with their account
 STATUS_CHUNK = 2000  # tasks read at a time when a listing filters by status
 EVICT_BATCH = 1000  # tasks one submission evicts at most: eviction never holds a request for long
 ACCOUNT_SETTINGS: dict[str, tuple[str, ...]] = {"task_dialect": DIALECTS}  # what an account may choose, and how
@@ -75,9 +76,9 @@ STATE_VERSION = 1  # of the document GET /__mock__/state exports and PUT takes b
 HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})  # a canned response cannot set these
 
 
-@dataclass(frozen=True)
-class Accepted:
-    """A submission's answer: the task it created, or the one an idempotency key already named."""
+class Accepted(NamedTuple):
+    """A submission's answer: the task it created, or the one an idempotency key already named
+    (a named tuple: one is made per submission, at about half a frozen dataclass's cost)."""
 
     task_id: str
     replayed: bool = False
@@ -124,8 +125,10 @@ class Fake:
         self.prices = ledger.load_prices(settings.price_table, settings.prices)
         self.rng = random.Random(settings.seed)
         self.accepted_keys = settings.accepted_keys()
+        self._accounts: dict[str | None, str] = {}  # Authorization header -> its account (valid ones only)
         self._in_flight: set[tuple[str, str]] = set()  # idempotency keys being handled in this process
         self._next_sweep = 0.0
+        self._default_limit = AccountLimit(settings.default_balance)  # settings never change: made once
         self._ulid = UlidMaker()  # monotonic ids, as the ulid package makes them, at a fifth of its cost
         # The hot path's store calls (submissions, polls, the journal): at once on the memory store; off the
         # event loop, or through an asyncio client, on SQLite and Redis (``store.aio``).
@@ -139,9 +142,10 @@ class Fake:
             name: self.spec.default("VideoRequest", name) for name in ("video_type", "motion", "animate_mode")
         }
         self.relax = ("batch_size",) if settings.batch_size_policy == submission.COERCE else ()
-        # Compile the validators now, not on the first request.
-        self.spec.validator("VideoRequest", relax=self.relax)
-        self.spec.validator("ImagineRequest")
+        # Compiled now, not on the first request; a body they refuse is checked again by ``Spec.check``,
+        # which names the first rule it breaks.
+        self._video_valid: Callable[[Any], bool] = self.spec.validator("VideoRequest", relax=self.relax).is_valid
+        self._imagine_valid: Callable[[Any], bool] = self.spec.validator("ImagineRequest").is_valid
         scale = settings.task_seconds if settings.task_seconds != Settings.task_seconds else None  # set, not default
         self.replay = replay.Replay.load(settings.replay, task_seconds=scale) if settings.replay else None
 
@@ -150,6 +154,16 @@ class Fake:
     def account(self, authorization: str | None, facts: Facts | None = None, *, count: bool = True) -> str:
         """'Authorization: Bearer <token>'; each token is its own account. 401 otherwise;
         429 when the account is over its rate limit."""
+        account = self._accounts.get(authorization)  # a client sends the same header with every request
+        if account is None:
+            account = self._account_of(authorization)
+        if facts is not None:
+            facts["account"] = account
+        if count:
+            self._rate_limit(account)
+        return account
+
+    def _account_of(self, authorization: str | None) -> str:
         token = bearer_token(authorization)
         if token is None:
             # Observed live for a missing key: 401 {"error": {"message": "API key is required ...",
@@ -160,10 +174,9 @@ class Fake:
         if accepted is not None and token not in accepted:
             raise ApiError(401, "invalid API key", type=AUTHENTICATION, param=None)
         account = account_id(token)
-        if facts is not None:
-            facts["account"] = account
-        if count:
-            self._rate_limit(account)
+        if len(self._accounts) >= ACCOUNTS_KEPT:  # many tokens: keep the memo bounded
+            self._accounts.clear()
+        self._accounts[authorization] = account  # only headers that name an account are kept
         return account
 
     async def authorize(self, authorization: str | None, facts: Facts | None = None) -> str:
@@ -284,9 +297,11 @@ class Fake:
         the rules, charged, stored. A repeated idempotency key answers the first task."""
         facts = {} if facts is None else facts
         header_fault = faults.parse(fault_header) if fault_header is not None else None
-        key = submission.idempotency_key(key)
-        schema = "VideoRequest" if endpoint == "video" else "ImagineRequest"
-        self.spec.check(schema, body, relax=self.relax if endpoint == "video" else ())
+        if key is not None:
+            key = submission.idempotency_key(key)
+        video = endpoint == "video"
+        if not (self._video_valid if video else self._imagine_valid)(body):  # compiled once: valid bodies pass here
+            self.spec.check("VideoRequest" if video else "ImagineRequest", body, relax=self.relax if video else ())
         if key is None:
             return await self._submit(endpoint, account, body, None, header_fault, facts)
         fingerprint = submission.body_fingerprint(endpoint, body)
@@ -351,9 +366,9 @@ class Fake:
                 policy=self.settings.batch_size_policy,
                 allowed_batch_sizes=self.batch_sizes,
                 defaults=self.video_defaults,
-                parent=self._parent_task(account, parent),
+                parent=self._parent_task(account, parent) if parent is not None else None,
                 max_frame_bytes=self.settings.max_frame_bytes,
-                measure_upload=functools.partial(_upload_size, uploads),
+                measure_upload=functools.partial(_upload_size, uploads) if uploads else _not_uploaded,
             )
             record = self.video_record(account, fault, job, uploads)
         else:
@@ -370,7 +385,7 @@ class Fake:
         checked against the store's running total, never the account's whole history)."""
         if record.created_at >= self._next_sweep:
             await self.sweep_async()
-        limit = AccountLimit(self.settings.default_balance) if record.charge else None  # read in the same step
+        limit = self._default_limit if record.charge else None  # the balance, read in the same step
         if self.inline:  # a store in memory: at once, no coroutine
             stored = self.store.put_task_once(record, key, limit)
         else:
@@ -697,6 +712,10 @@ class Fake:
     def _kept_for(self) -> float:
         s = self.settings
         return max(s.task_retention_seconds, s.task_seconds + s.media_ttl_seconds)
+
+    def journal_sink(self) -> Callable[[Entry], Any]:
+        """``record_request``, or the memory store's own append (it is never unavailable)."""
+        return self.store.append_entry if isinstance(self.store, MemoryStore) else self.record_request
 
     def record_request(self, entry: Entry) -> None:
         """One journal entry (the edge makes it; the store keeps a bounded ring; it is encoded when first
@@ -1185,6 +1204,11 @@ def _asset(path: Path) -> bytes:
 
 
 Uploads = dict[str, UploadRecord | None]  # a submission's upload links -> the uploads they name
+
+
+def _not_uploaded(url: str) -> None:
+    """``_upload_size`` of a submission that links to none of this server's uploads."""
+    return None
 
 
 def _upload_size(uploads: Uploads, url: str) -> int | None:

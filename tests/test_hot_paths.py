@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from ulid import ULID
 
-from mockserver import Settings, VirtualClock
+from mockserver import Settings, VirtualClock, service
 from mockserver.core import jsonio, ledger, submission
 from mockserver.core.errors import ApiError
 from mockserver.core.faults import Fault, FaultRule
@@ -52,6 +52,20 @@ def test_ids_are_ulids_in_the_order_they_were_made() -> None:
     for _ in range(500):
         value = int.from_bytes(os.urandom(16), "big")
         assert encode(value) == str(ULID.from_int(value))
+
+
+def test_accounts_are_remembered_by_header_only_when_valid_and_within_bounds() -> None:
+    fake = Fake.open(Settings(api_keys="good").validated())
+    assert fake.account("Bearer good") == fake.account("Bearer good") == fake.account("bearer  good ")
+    for header in ("Bearer bad", "Basic good", "", None):
+        for _ in range(2):  # refused the second time as the first: nothing wrong is remembered
+            with pytest.raises(ApiError) as refused:
+                fake.account(header)
+            assert refused.value.status == 401
+    many = Fake.open(Settings().validated())
+    accounts = {many.account(f"Bearer token-{n}") for n in range(service.ACCOUNTS_KEPT + 500)}
+    assert len(accounts) == service.ACCOUNTS_KEPT + 500  # each token its own account, memo or not
+    assert len(many._accounts) <= service.ACCOUNTS_KEPT
 
 
 # -- JSON in ----------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ NOT_SECRET = frozenset({"idempotency-key"})
 SMALL_BODY = 768
 ENTRY_OVERHEAD = 512  # the fixed fields of an entry, written out (an upper bound)
 OTHER_FACT = 256  # a fact that is not a string (an error body, a flag): what it is counted as
+TEXT_LIMIT = TEXT_MAX + 32  # what a string fact is counted as at most (cut to TEXT_MAX and quoted)
 
 
 def secret_header(name: str) -> bool:
@@ -149,15 +150,18 @@ class Entry:
         self._encoded: bytes | None = None
         facts.pop("wire_fault", None)  # already named by "scenario"
         size = ENTRY_OVERHEAD + len(path) + len(query) + headers_size
-        for name, value in facts.items():
+        for name, value in facts.items():  # (on every request: no min() call)
             if name == "body":
                 if body_bytes <= SMALL_BODY:  # small: held as it is, cut (if ever) when written out
                     size += 4 * body_bytes + BODY_STRING_MAX  # see SMALL_BODY: at most this once written
                 else:  # cut now, so that what is held stays small
                     facts[name] = value = clipped(value)
                     size += len(dumps(value))
+            elif isinstance(value, str):
+                n = len(value)
+                size += n if n < TEXT_LIMIT else TEXT_LIMIT
             else:
-                size += min(len(value), TEXT_MAX + 32) if isinstance(value, str) else OTHER_FACT
+                size += OTHER_FACT
         self.facts: dict[str, Any] | None = facts
         self.size = size  # at least the length of ``encoded()`` (the memory store's byte budget counts it)
 

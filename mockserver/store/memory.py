@@ -66,22 +66,26 @@ class MemoryStore:
     # tasks
 
     def put_task_once(self, record: TaskRecord, key: str | None, limit: Limit = None) -> str | Overdraft:
+        account, task_id, charge = record.account, record.id, record.charge
         with self._lock:
             if key is not None:
-                bound = self._keys.get((record.account, key))
+                bound = self._keys.get((account, key))
                 if bound is not None:
                     return bound
-            if record.id in self._tasks:
-                return record.id
-            if isinstance(limit, AccountLimit):
-                limit = self._balances.get(record.account, limit.default)
-            if record.charge:
-                charged, refunded = self._settle(record.account, record.created_at)
+            if task_id in self._tasks:
+                return task_id
+            if charge:
+                if isinstance(limit, AccountLimit):
+                    limit = self._balances.get(account, limit.default)
+                charged, refunded = self._settle(account, record.created_at)
                 left = None if limit is None else limit - (charged - refunded)
-                if left is not None and record.charge > left + EPSILON:
+                if left is not None and charge > left + EPSILON:
                     return Overdraft(left)
-            self._tasks[record.id] = record.pack()
-            self._of_account.setdefault(record.account, {})[record.id] = None
+            self._tasks[task_id] = record.pack()
+            ids = self._of_account.get(account)
+            if ids is None:
+                ids = self._of_account[account] = {}
+            ids[task_id] = None
             self._book(record)
             if key is not None:
                 self._keys[(record.account, key)] = record.id
@@ -101,9 +105,10 @@ class MemoryStore:
     # running totals (under the lock)
 
     def _book(self, record: TaskRecord) -> None:
-        if not record.charge:
+        charge = record.charge
+        if not charge:
             return
-        self._spend.setdefault(record.account, [0.0, 0.0])[0] += record.charge
+        (self._spend.get(record.account) or self._spend.setdefault(record.account, [0.0, 0.0]))[0] += charge
         due = refund_due(record)
         if due is not None:
             self._refunds[record.id] = (record.account, due, record.charge)
@@ -127,7 +132,7 @@ class MemoryStore:
 
     def _settle(self, account: str, now: float) -> list[float]:
         """Move the account's refunds due by ``now`` out of the queue; its [charged, refunded]."""
-        spend = self._spend.setdefault(account, [0.0, 0.0])
+        spend = self._spend.get(account) or self._spend.setdefault(account, [0.0, 0.0])
         heap = self._due.get(account)
         while heap and heap[0][0] <= now:
             due, task_id = heapq.heappop(heap)

@@ -81,6 +81,8 @@ class Edge:
         self.routes = routes  # the provider's hot routes, dispatched here without Starlette's router
         self._headers_seen: dict[tuple[tuple[bytes, bytes], ...], tuple[dict[str, str], int]] = {}
         self.clock = fake.clock
+        self.refreshes = fake.refreshes
+        self.record = fake.journal_sink()
         self.limit = fake.settings.max_body_bytes
         self.body_timeout = fake.settings.body_timeout_seconds
         self.canned = Canned(fake)  # canned responses answer before the route: one cheap read when none
@@ -104,7 +106,7 @@ class Edge:
                 read[name] = value.decode("latin-1")
         scope[READ_HEADERS] = read
         journaled = not scope["path"].startswith(CONTROL_PREFIX) and scope["path"] != HEALTH_PATH
-        if self.fake.refreshes:  # a store that keeps a copy of the shared settings: make it current, once
+        if self.refreshes:  # a store that keeps a copy of the shared settings: make it current, once
             await self.fake.begin()
         at, started = self.clock.now(), time.perf_counter()
         facts: dict[str, Any] = {}  # what the journal entry will say: routes and the service add to it
@@ -235,8 +237,13 @@ class Edge:
     def _journal(self, scope: Scope, facts: dict[str, Any], at: float, started: float, size: int, status: int) -> None:
         """The request's entry (``core.journal.Entry``: made into its final form when read), from
         ``facts``, the request's own mapping (done with now)."""
-        headers, headers_size = self._journal_headers(scope["headers"])
         duration = time.perf_counter() - started
+        raw = scope["headers"]
+        try:
+            kept = self._headers_seen.get(tuple(raw))
+        except TypeError:  # a server that gives headers as lists
+            kept = None
+        headers, headers_size = kept if kept is not None else self._journal_headers(raw)
         path, query, method = scope["path"], scope.get("query_string") or b"", scope["method"]
         entry = Entry(at, time.time(), method, path, query, headers, headers_size, size, status, duration, facts)
-        self.fake.record_request(entry)
+        self.record(entry)
