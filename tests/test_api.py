@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -165,6 +167,27 @@ def test_body_over_limit_by_content_length(make_api: MakeApi) -> None:
     api = make_api(max_body_bytes=1000)
     response = api.client.post(VIDEO, content=b"{" + b" " * 2000 + b"}", headers={"content-type": "application/json"})
     assert_refused(response, 413, None, "1000 bytes")
+
+
+@pytest.mark.parametrize("declared", [b"9" * 5000, b" 1001 ", b"0" * 40 + b"1001"])
+def test_body_over_limit_by_any_declared_length(make_api: MakeApi, declared: bytes) -> None:
+    """A declared length longer than int() reads (over 4300 digits), padded, or zero-padded: the same 413."""
+    api = make_api(max_body_bytes=1000)
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    token = AUTH["Authorization"].encode()
+    headers = [(b"authorization", token), (b"content-type", b"application/json"), (b"content-length", declared)]
+    scope = {"type": "http", "method": "POST", "path": VIDEO, "root_path": "", "query_string": b"", "scheme": "http",
+             "headers": headers, "server": ("testserver", 80), "client": ("127.0.0.1", 1)}  # fmt: skip
+    asyncio.run(api.app(scope, receive, send))
+    assert sent[0]["status"] == 413
+    assert b"1000 bytes" in sent[1]["body"]
 
 
 def test_body_over_limit_when_streamed(make_api: MakeApi) -> None:

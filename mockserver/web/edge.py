@@ -40,7 +40,7 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -55,6 +55,7 @@ from .provider import READ, READ_HEADERS, ProviderRoutes
 
 CONTROL_PREFIX = "/__mock__"
 HEALTH_PATH = "/healthz"  # polled by health checks: not journaled either
+HEADS_KEPT = 256  # distinct lists of request headers remembered (``Edge._heads``)
 WIRE_FAULTS_EXTENSION = "mockserver.wire_faults"
 LATENCY_HEADER = b"x-mock-latency-ms"
 log = logging.getLogger("mockserver")
@@ -74,12 +75,38 @@ def _ready(receive: Receive) -> bool:
     return isinstance(event, asyncio.Event) and event.is_set()
 
 
+class Heads(NamedTuple):
+    """What the edge reads of a request's headers, in one pass over them."""
+
+    too_large: bool  # a declared Content-Length over the body limit: answered 413 at once
+    has_body: bool  # a Content-Length above 0, or a Transfer-Encoding
+    read: dict[bytes, str]  # the headers the provider's routes read (``provider.READ``), the first of each
+    journal: dict[str, str]  # the headers as the journal keeps them (``journal_headers``)
+    journal_size: int  # their encoded length
+
+    @classmethod
+    def of(cls, raw: list[tuple[bytes, bytes]], limit: int) -> Heads:
+        too_large = has_body = False
+        read: dict[bytes, str] = {}
+        for name, value in raw:
+            if name == b"content-length":
+                digits = value.strip()  # (a length of more digits than the limit has is over it: no int() of it)
+                too_large = too_large or (digits.isdigit() and (len(digits) > len(str(limit)) or int(digits) > limit))
+                has_body = has_body or value.strip() not in (b"", b"0")
+            elif name == b"transfer-encoding":
+                has_body = True
+            elif name in READ and name not in read:
+                read[name] = value.decode("latin-1")
+        journal = journal_headers(raw)
+        return cls(too_large, has_body, read, journal, len(dumps(journal)))
+
+
 class Edge:
     def __init__(self, app: ASGIApp, fake: Fake, routes: ProviderRoutes | None = None) -> None:
         self.app = app
         self.fake = fake
         self.routes = routes  # the provider's hot routes, dispatched here without Starlette's router
-        self._headers_seen: dict[tuple[tuple[bytes, bytes], ...], tuple[dict[str, str], int]] = {}
+        self._seen: dict[tuple[tuple[bytes, bytes], ...], Heads] = {}  # see _heads
         self.clock = fake.clock
         self.refreshes = fake.refreshes
         self.record = fake.journal_sink()
@@ -91,26 +118,22 @@ class Edge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        has_body = False
-        read: dict[bytes, str] = {}  # the headers the provider's routes read, found in the same pass
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if value.isdigit() and int(value) > self.limit:
-                    error = BodyTooLarge(self.limit)
-                    await JSONResponse(error.body(), 413, headers={"connection": "close"})(scope, receive, send)
-                    return
-                has_body = has_body or value.strip() not in (b"", b"0")
-            elif name == b"transfer-encoding":
-                has_body = True
-            elif name in READ and name not in read:
-                read[name] = value.decode("latin-1")
-        scope[READ_HEADERS] = read
+        heads = self._heads(scope["headers"])
+        if heads.too_large:
+            error = BodyTooLarge(self.limit)
+            await JSONResponse(error.body(), 413, headers={"connection": "close"})(scope, receive, send)
+            return
+        has_body = heads.has_body
+        scope[READ_HEADERS] = heads.read
         journaled = not scope["path"].startswith(CONTROL_PREFIX) and scope["path"] != HEALTH_PATH
         if self.refreshes:  # a store that keeps a copy of the shared settings: make it current, once
             await self.fake.begin()
         at, started = self.clock.now(), time.perf_counter()
         facts: dict[str, Any] = {}  # what the journal entry will say: routes and the service add to it
-        scope.setdefault("state", {})["mock_journal"] = facts
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state["mock_journal"] = facts
         in_process = WIRE_FAULTS_EXTENSION in (scope.get("extensions") or {})
         limit, body_timeout = self.limit, self.body_timeout
         size = 0
@@ -194,7 +217,7 @@ class Edge:
                 await JSONResponse(body, 500)(scope, edge_receive, edge_send)
         finally:
             if journaled:
-                self._journal(scope, facts, at, started, size, status)
+                self._journal(scope, heads, facts, at, started, size, status)
 
     def _route(self, scope: Scope) -> ASGIApp:
         """A provider hot route straight from the path table, else Starlette's router."""
@@ -207,21 +230,19 @@ class Edge:
                 return handler
         return self.app
 
-    def _journal_headers(self, raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], int]:
-        """``journal_headers`` and their encoded length, made once per distinct set of headers (a client
-        sends the same ones request after request; entries never change the shared mapping)."""
+    def _heads(self, raw: list[tuple[bytes, bytes]]) -> Heads:
+        """What the edge reads of a request's headers (``Heads``), made once per distinct list of
+        headers: a client sends the same ones request after request (nothing changes what is kept)."""
         try:
             key = tuple(raw)
-            kept = self._headers_seen.get(key)
+            found = self._seen.get(key)
         except TypeError:  # a server that gives headers as lists
-            headers = journal_headers(raw)
-            return headers, len(dumps(headers))
-        if kept is None:
-            if len(self._headers_seen) >= 256:
-                self._headers_seen.clear()
-            headers = journal_headers(raw)
-            kept = self._headers_seen[key] = (headers, len(dumps(headers)))
-        return kept
+            return Heads.of(raw, self.limit)
+        if found is None:
+            if len(self._seen) >= HEADS_KEPT:
+                self._seen.clear()
+            found = self._seen[key] = Heads.of(raw, self.limit)
+        return found
 
     @staticmethod
     def _deadline(scope: Scope, seconds: float) -> float:
@@ -234,16 +255,14 @@ class Edge:
         except RuntimeError:
             return math.inf
 
-    def _journal(self, scope: Scope, facts: dict[str, Any], at: float, started: float, size: int, status: int) -> None:
+    def _journal(
+        self, scope: Scope, heads: Heads, facts: dict[str, Any], at: float, started: float, size: int, status: int
+    ) -> None:
         """The request's entry (``core.journal.Entry``: made into its final form when read), from
         ``facts``, the request's own mapping (done with now)."""
         duration = time.perf_counter() - started
-        raw = scope["headers"]
-        try:
-            kept = self._headers_seen.get(tuple(raw))
-        except TypeError:  # a server that gives headers as lists
-            kept = None
-        headers, headers_size = kept if kept is not None else self._journal_headers(raw)
         path, query, method = scope["path"], scope.get("query_string") or b"", scope["method"]
-        entry = Entry(at, time.time(), method, path, query, headers, headers_size, size, status, duration, facts)
+        entry = Entry(
+            at, time.time(), method, path, query, heads.journal, heads.journal_size, size, status, duration, facts
+        )
         self.record(entry)
