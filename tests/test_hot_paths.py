@@ -9,7 +9,9 @@ import dataclasses
 import json
 import os
 import socket
+import sqlite3
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from mockserver.core.ids import UlidMaker, encode
 from mockserver.core.journal import Entry, clipped, cut, journal_headers
 from mockserver.core.records import TaskRecord
 from mockserver.service import Fake, shortened
+from mockserver.store import sqlite_hot
+from mockserver.store.base import Overdraft
 from mockserver.store.redis import RedisStore
 from mockserver.store.redis_hot import RedisHot
 from mockserver.store.resp import Client, Options, ReplyError
@@ -335,6 +339,43 @@ def test_a_loop_never_reads_through_another_loops_snapshot(tmp_path: Path) -> No
 
     asyncio.run(change_while_this_turn_reads())
     assert seen == [1]
+
+
+def test_a_write_lock_held_elsewhere_is_tried_again_after_a_pause_not_at_every_turn(tmp_path: Path) -> None:
+    """Writes that find the lock held wait ``RETRY`` seconds for their next try, however many writes come
+    meanwhile (trying at every turn of the loop spent a worker's time on failed tries); once the lock is
+    free, every queued write is made."""
+    path = tmp_path / "state.db"
+    store = SQLiteStore(path)
+    hot = store.hot()
+    assert isinstance(hot, SQLiteHot)
+    other = sqlite3.connect(path, isolation_level=None)
+    tries: list[float] = []
+    commit = hot._commit
+
+    def counted(*args: Any) -> None:
+        tries.append(time.monotonic())
+        commit(*args)
+
+    hot._commit = counted  # type: ignore[method-assign,assignment]
+
+    async def writes_while_locked() -> list[str | Overdraft]:
+        other.execute("BEGIN IMMEDIATE")  # another worker writes
+        pending: list[asyncio.Future[str | Overdraft]] = []
+        started = time.monotonic()
+        while time.monotonic() - started < 0.1:  # a write at every turn of the loop, for 0.1 s
+            pending.append(asyncio.ensure_future(hot.put_task_once(task(f"task_{len(pending)}"), None)))
+            await asyncio.sleep(0)
+        locked = len(tries)
+        other.execute("ROLLBACK")
+        done = await asyncio.gather(*pending)
+        assert 1 <= locked <= 0.1 / sqlite_hot.RETRY + 2, f"{locked} tries in 0.1 s"
+        return done
+
+    done = asyncio.run(writes_while_locked())
+    assert len(done) > 50 and done == [f"task_{n}" for n in range(len(done))]
+    assert store.get_task(f"task_{len(done) - 1}") is not None
+    other.close()
 
 
 def test_sqlite_journal_entries_queued_are_read(tmp_path: Path) -> None:
