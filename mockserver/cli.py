@@ -144,7 +144,19 @@ def serve(settings: Settings) -> int:
     }
     if settings.workers > 1:
         del app  # each worker builds its own from the environment
-        uvicorn.run("mockserver.web.app:app_from_env", factory=True, **options)
+        from .workers import BalancedWorkers, balanced
+
+        if not balanced():
+            uvicorn.run("mockserver.web.app:app_from_env", factory=True, **options)
+            return 0
+        config = uvicorn.Config("mockserver.web.app:app_from_env", factory=True, **options)
+        try:
+            BalancedWorkers(config).run()  # uvicorn's supervisor, a listening socket per worker
+        except KeyboardInterrupt:
+            pass
+        except OSError as exc:  # the address was taken between the check and the first worker's socket
+            print(f"mockserver: cannot serve: {exc}", file=sys.stderr)
+            return 2
     else:
         gc.collect()
         gc.freeze()  # as app_from_env does: what start-up made lives as long as the process
