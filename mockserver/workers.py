@@ -11,12 +11,16 @@ connection's addresses, so every worker gets its share.
 Everything else is uvicorn's ``Multiprocess``: start-up, health checks, restarts of a worker that
 died (with a new socket), ``SIGHUP``/``SIGTTIN``/``SIGTTOU``. The supervisor closes its copy of
 each socket once the worker holding it is started, so a worker's socket closes when the worker
-does, and the kernel stops handing it connections. Elsewhere (no ``SO_REUSEPORT``: Windows;
+does, and the kernel stops handing it connections. One difference follows: a connection the
+kernel had handed to a worker's socket that the worker had not accepted yet when it stopped
+(killed, or retired by ``SIGHUP``/``SIGTTOU``) is reset, where on one shared socket another
+worker would accept it (unless the machine sets ``net.ipv4.tcp_migrate_req``). Elsewhere (no ``SO_REUSEPORT``: Windows;
 macOS, whose ``SO_REUSEPORT`` does not spread connections) uvicorn's shared socket is used.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 
@@ -52,7 +56,24 @@ class BalancedWorkers(Multiprocess):
 
     def __init__(self, config: Config) -> None:
         self._handed: list[socket.socket] = []  # given to workers being started: closed here once they are
+        if config.port == 0:  # any free port: one for every worker, found once
+            self._handed.append(own_socket(config.host, 0))
+            config.port = self._handed[0].getsockname()[1]
+            logging.getLogger("uvicorn.error").info("Workers listening on port %d", config.port)
         super().__init__(config, sockets=[])
+
+    def run(self) -> None:
+        """uvicorn's; an error out of it (a socket that could not be bound for a worker) stops the
+        workers started so far instead of leaving them serving with nobody to stop them."""
+        try:
+            super().run()
+        except BaseException:
+            self.should_exit.set()
+            self.terminate_all()
+            self.join_all()
+            raise
+        finally:
+            self._let_go()
 
     @property
     def sockets(self) -> list[socket.socket]:

@@ -18,12 +18,15 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import uvicorn
+from uvicorn.supervisors.multiprocess import SIGNALS
 
 from mockserver.core.accounts import account_id
 from mockserver.store import Store
 from mockserver.store.redis import RedisStore
 from mockserver.store.sqlite import SQLiteStore
 from mockserver.testing.process import ServerProcess
+from mockserver.workers import BalancedWorkers
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": "Bearer worker-test"}
@@ -348,3 +351,17 @@ def _pid_or_none(client: httpx.Client) -> int | None:
         return pid_of(client)
     except httpx.HTTPError:
         return None
+
+
+def test_any_free_port_is_one_port_for_every_worker() -> None:
+    """``--port 0``: the supervisor finds one free port, and every worker's socket is bound to it."""
+    config = uvicorn.Config("mockserver.web.app:app_from_env", factory=True, host="127.0.0.1", port=0, workers=2)
+    handlers = {sig: signal.getsignal(sig) for sig in SIGNALS}  # the supervisor takes them: given back below
+    try:
+        supervisor = BalancedWorkers(config)
+        ports = {config.port} | {sock.getsockname()[1] for _ in range(3) for sock in supervisor.sockets}
+        supervisor._let_go()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert len(ports) == 1 and config.port != 0

@@ -90,8 +90,10 @@ class Heads(NamedTuple):
         read: dict[bytes, str] = {}
         for name, value in raw:
             if name == b"content-length":
-                digits = value.strip()  # (a length of more digits than the limit has is over it: no int() of it)
-                too_large = too_large or (digits.isdigit() and (len(digits) > len(str(limit)) or int(digits) > limit))
+                digits = value.strip()
+                if digits.isdigit():  # (more significant digits than the limit has is over it: no int() of those)
+                    significant = digits.lstrip(b"0")
+                    too_large = too_large or len(significant) > len(str(limit)) or int(significant or b"0") > limit
                 has_body = has_body or value.strip() not in (b"", b"0")
             elif name == b"transfer-encoding":
                 has_body = True
