@@ -88,9 +88,9 @@ class MemoryStore:
             ids[task_id] = None
             self._book(record)
             if key is not None:
-                self._keys[(record.account, key)] = record.id
-                self._key_of[record.id] = (record.account, key)
-            return record.id
+                self._keys[(account, key)] = task_id
+                self._key_of[task_id] = (account, key)
+            return task_id
 
     def put_task(self, record: TaskRecord) -> None:
         with self._lock:
@@ -111,7 +111,7 @@ class MemoryStore:
         (self._spend.get(record.account) or self._spend.setdefault(record.account, [0.0, 0.0]))[0] += charge
         due = refund_due(record)
         if due is not None:
-            self._refunds[record.id] = (record.account, due, record.charge)
+            self._refunds[record.id] = (record.account, due, charge)
             heapq.heappush(self._due.setdefault(record.account, []), (due, record.id))
 
     def _unbook(self, record: TaskRecord) -> None:

@@ -94,7 +94,7 @@ class Heads(NamedTuple):
                 if digits.isdigit():  # (more significant digits than the limit has is over it: no int() of those)
                     significant = digits.lstrip(b"0")
                     too_large = too_large or len(significant) > len(str(limit)) or int(significant or b"0") > limit
-                has_body = has_body or value.strip() not in (b"", b"0")
+                has_body = has_body or digits not in (b"", b"0")
             elif name == b"transfer-encoding":
                 has_body = True
             elif name in READ and name not in read:
