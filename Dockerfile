@@ -5,7 +5,9 @@
 # defaults to the request's host, or set MOCKSERVER_PUBLIC_URL. The container listens
 # beyond loopback: set MOCKSERVER_CONTROL_TOKEN to protect /__mock__/ (or MOCKSERVER_CONTROL=0).
 # The health check reads GET /healthz, which answers with or without the control plane.
-FROM python:3.11-slim
+# BASE is the official image; a test builds on a locally made base with the same tools.
+ARG BASE=python:3.11-slim
+FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -13,7 +15,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md apimart_mockserver.py ./
 COPY spec ./spec
 COPY mockserver ./mockserver
 COPY contract ./contract

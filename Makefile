@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.installed-server
 ARGS ?=
 
-.PHONY: serve test lint typecheck unit e2e bench screenshots clean
+.PHONY: serve test lint typecheck unit e2e bench screenshots image image-test clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
@@ -15,8 +16,24 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-serve: $(STAMP)
+# The server alone: only its own dependencies, so a first start is quick.
+$(SERVE_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing mockserver into $(VENV) ..."
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+serve: $(SERVE_STAMP)
 	$(BIN)/mockserver serve $(ARGS)
+
+# The container image from the Dockerfile: docker where an engine runs, else podman on a local base.
+image: $(SERVE_STAMP)
+	$(BIN)/python scripts/image.py build
+
+# Build the image and run it as a user would: health check, a clip, a restart on /data, the control token.
+image-test: $(STAMP)
+	$(BIN)/pytest -q tests/test_image.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
