@@ -155,6 +155,7 @@ def apimart_mock(request: pytest.FixtureRequest) -> Iterator[MockControl]:
         options.update(marker.kwargs)
     options.update(getattr(request, "param", None) or {})
     wanted = fixture_options(request, options)
+    refuse_unknown(options)
     fake = InProcessFake(block_network=wanted.block_network, **options)
     with fake as control:
         if wanted.snapshot is not None:
@@ -219,25 +220,34 @@ NOT_FOR_SERVER = {
 }
 
 
-def marker_flags(kwargs: dict[str, Any]) -> list[str]:
-    """``@pytest.mark.apimart(task_seconds=60)`` as ``mockserver serve`` flags (``--task-seconds 60``);
-    a setting the server does not have, or one it cannot take from a marker, fails the test loudly."""
+def refuse_unknown(kwargs: dict[str, Any]) -> None:
+    """Fail the test, naming the known settings, when a marker names a setting the server does not have:
+    the same words under apimart_mock and apimart_server."""
     from dataclasses import fields
+    from difflib import get_close_matches
 
     from .settings import Settings
 
-    known = {f.name for f in fields(Settings)}
+    known = sorted(f.name for f in fields(Settings))
+    for name in kwargs:
+        if name not in known and name not in NOT_FOR_SERVER:
+            close = get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            pytest.fail(
+                f"@pytest.mark.apimart({name}=…): there is no setting {name!r}; {hint}(known: {', '.join(known)})",
+                pytrace=False,
+            )
+
+
+def marker_flags(kwargs: dict[str, Any]) -> list[str]:
+    """``@pytest.mark.apimart(task_seconds=60)`` as ``mockserver serve`` flags (``--task-seconds 60``);
+    a setting the server does not have, or one it cannot take from a marker, fails the test loudly."""
+    refuse_unknown(kwargs)
     flags: list[str] = []
     for name, value in kwargs.items():
         if name in NOT_FOR_SERVER:
             pytest.fail(
                 f"@pytest.mark.apimart({name}=…) cannot apply to apimart_server: {NOT_FOR_SERVER[name]}",
-                pytrace=False,
-            )
-        if name not in known:
-            pytest.fail(
-                f"@pytest.mark.apimart({name}=…): apimart_server has no setting {name!r} "
-                f"(known: {', '.join(sorted(known))})",
                 pytrace=False,
             )
         flag = "--" + name.replace("_", "-")

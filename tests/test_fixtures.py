@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 import httpx
@@ -228,5 +229,29 @@ def test_marker_mistakes_fail_loudly_and_the_ini_token_is_used(pytester: pytest.
     pytester.makepyfile(INNER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, errors=2)
-    result.stdout.fnmatch_lines(["*apimart_server has no setting 'task_secs'*"])
+    result.stdout.fnmatch_lines(["*there is no setting 'task_secs'; did you mean 'task_seconds'*"])
     result.stdout.fnmatch_lines(["*base_url=* cannot apply to apimart_server*"])
+
+
+TYPO_TESTS = """
+import pytest
+
+
+@pytest.mark.apimart(task_secondz=5)
+def test_mock(apimart_mock):
+    pass
+
+
+@pytest.mark.apimart(task_secondz=5)
+def test_server(apimart_server):
+    pass
+"""
+
+
+def test_a_typo_in_a_setting_fails_with_the_same_words_under_both_fixtures(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(TYPO_TESTS)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=2)
+    wanted = "*@pytest.mark.apimart(task_secondz=…): there is no setting 'task_secondz'; did you mean 'task_seconds'*"
+    assert len([line for line in result.outlines if fnmatch.fnmatch(line, wanted)]) == 2, result.outlines
+    assert "TypeError" not in result.stdout.str()
