@@ -33,7 +33,8 @@ def instruction(name: str) -> str:
 
 
 def test_dockerfile_shape() -> None:
-    assert instruction("ARG") == "BASE=python:3.11-slim"  # users get the official base; tests/test_image.py builds on a local one
+    # Users get the official base; tests/test_image.py builds on a local one.
+    assert instruction("ARG") == "BASE=python:3.11-slim"
     assert instruction("FROM") == "${BASE}"
     assert instruction("EXPOSE") == "8000"
     assert instruction("USER") not in ("root", "0")
