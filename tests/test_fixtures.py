@@ -249,9 +249,12 @@ def test_server(apimart_server):
 
 
 def test_a_typo_in_a_setting_fails_with_the_same_words_under_both_fixtures(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(TYPO_TESTS)
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(errors=2)
+    reports = pytester.inline_run("-p", "no:cacheprovider")
+    errors = [r for r in reports.getreports("pytest_runtest_logreport") if r.when == "setup" and r.failed]
+    assert [r.head_line for r in errors] == ["test_mock", "test_server"]
     wanted = "*@pytest.mark.apimart(task_secondz=…): there is no setting 'task_secondz'; did you mean 'task_seconds'*"
-    assert len([line for line in result.outlines if fnmatch.fnmatch(line, wanted)]) == 2, result.outlines
-    assert "TypeError" not in result.stdout.str()
+    for report in errors:
+        assert fnmatch.fnmatch(report.longreprtext, wanted), report.longreprtext
+        assert "TypeError" not in report.longreprtext

@@ -152,7 +152,8 @@ def test_racing_submissions_on_two_workers_never_overdraw(shared_state: str) -> 
         assert charge > 0
         for n in range(ROUNDS):
             token = f"race-{n}"
-            control.post("/__mock__/balances", json={"token": token, "balance": 1.5 * charge})
+            funded = control.post("/__mock__/balances", json={"token": token, "balance": 1.5 * charge})
+            assert funded.status_code == 200, f"round {n}: {funded.status_code} {funded.text}"
 
             def submit(client: httpx.Client, token: str = token) -> int:
                 return client.post(VIDEO, json=BODY, headers={"Authorization": f"Bearer {token}"}).status_code

@@ -58,6 +58,7 @@ RETRY = 0.0003  # seconds from a try that found the write lock held elsewhere to
 JOURNAL_DELAY = 0.02  # seconds a journal entry may wait for the next transaction
 JOURNAL_BATCH = 512  # queued entries that are written at once, whatever the delay
 CHECKPOINT_BYTES = 4 * 1024 * 1024  # the WAL's size that calls for a checkpoint (the loop's connection makes none)
+RESTART_WAIT_MS = 50  # longest a checkpoint keeps writers waiting for readers to leave the WAL
 CHECKPOINT_LOOK = 16  # transactions between looks at the WAL's size
 
 Write = Callable[[sqlite3.Connection], Any]
@@ -401,6 +402,10 @@ class SQLiteHot:
                 # ones alone, racing writes that keep coming, would leave it growing for ever). While
                 # it holds the write lock, the loop's transactions find it taken and try again.
                 db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                # RESTART keeps the write lock while it waits for readers to leave the WAL, and
+                # with both workers reading at every turn that wait could outlast the writers'
+                # timeout (every waiting submission a 503): it waits briefly, and gives up if it must.
+                db.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
                 db.execute("PRAGMA wal_checkpoint(RESTART)")
             finally:
                 db.close()
