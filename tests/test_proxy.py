@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 import uuid
@@ -485,6 +486,25 @@ def test_the_key_is_never_written_or_logged(tmp_path: Path) -> None:
             if path.is_file():
                 assert TOKEN.encode() not in path.read_bytes(), path
         assert not any(TOKEN in line for line in r.lines)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("key", ["q7", "k9z", "abcde"])
+def test_a_short_key_is_scrubbed_wherever_it_stands_alone(tmp_path: Path, key: str) -> None:
+    """Keys under 6 characters: every stand-alone occurrence is replaced, in files, lines and divergences."""
+
+    async def scenario() -> None:
+        async with rig(echoing_upstream(), record=str(tmp_path)) as r:
+            r.client.headers["Authorization"] = f"Bearer {key}"
+            assert (await r.client.post(VIDEO, json=body(prompt=f"key {key}; url /x/{key}/y"))).status_code == 401
+            listed = (await r.client.get("/__mock__/divergences")).text
+        alone = re.compile(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])")
+        written = [p.read_text() for p in tmp_path.rglob("*") if p.is_file()]
+        assert written, "the refusal was recorded"
+        for text in [*written, listed, *r.lines]:
+            assert not alone.search(text), text
+        assert any("Bearer [redacted]" in text for text in written)
 
     run(scenario())
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import sys
 import time
 import traceback
@@ -31,7 +32,7 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from ..core.accounts import bearer_token
-from ..core.errors import BAD_GATEWAY, PAYMENT_REQUIRED, error_body
+from ..core.errors import BAD_GATEWAY, INVALID_REQUEST, PAYMENT_REQUIRED, error_body
 from ..core.jsonio import dumps
 from ..core.ledger import load_prices
 from ..core.replay import PollReading, read_poll
@@ -40,7 +41,8 @@ from .budget import SpendCap
 from .checks import Contract, Finding, Operation, RequestVerdict, TaskBook, parsed
 from .config import ProxyConfig
 from .divergences import DivergenceLog
-from .recorder import REDACTED, Recorder
+from .paths import PathRules
+from .recorder import Recorder, Redactor
 
 __all__ = ["Proxy", "create_proxy_app"]
 
@@ -59,7 +61,6 @@ HOP_BY_HOP = frozenset(
     }
 )
 NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length"}
-MIN_SECRET = 6  # shorter keys cannot be scrubbed from text without mangling it
 MEDIA_TYPES = {
     "video/mp4": ".mp4",
     "video/webm": ".webm",
@@ -90,18 +91,29 @@ def _task_id_of(body: Any) -> str | None:
 class Exchange:
     """One request through the proxy: what the checks and the recorder need to know of it."""
 
-    def __init__(self, request: Request, op: Operation, params: dict[str, str], raw: bytes) -> None:
-        self.method = request.method
-        self.path = request.url.path
+    def __init__(
+        self,
+        request: Request,
+        op: Operation,
+        params: dict[str, str],
+        raw: bytes,
+        *,
+        method: str,
+        path: str,
+        redactor: Redactor,
+    ) -> None:
+        self.method = method
+        self.path = path  # exactly the path forwarded
         self.op = op
         self.task_id: str | None = params.get("task_id")
         self.raw = raw
         self.started = time.time()
-        token = bearer_token(request.headers.get("authorization"))
-        self.secret = token if token and len(token) >= MIN_SECRET else None
+        self.secret = bearer_token(request.headers.get("authorization"))
+        self.redactor = redactor
 
     def scrub(self, text: str) -> str:
-        return text.replace(self.secret, REDACTED) if self.secret and self.secret in text else text
+        """``text`` without any API key the proxy has seen (see :class:`Redactor`)."""
+        return self.redactor.text(text)
 
 
 class Proxy:
@@ -117,15 +129,20 @@ class Proxy:
         spec: Spec | None = None,
     ) -> None:
         self.config = config.validated()
-        self.emit = emit or _stderr
+        self.redactor = Redactor()
+        raw_emit = emit or _stderr
+        self.emit: Callable[[str], None] = lambda line: raw_emit(self.redactor.text(line))
         self.contract = Contract(spec)
+        self.paths = PathRules(op.template for op in self.contract.operations)
         prices = load_prices(config.price_table, config.prices)
         self.cap = SpendCap(config.max_paid_tasks, prices, config.usd_per_credit)
         self.divergences = DivergenceLog(self.emit)
         self.book = TaskBook()
         self.upstream = config.upstream.rstrip("/")
         self.recorder = (
-            Recorder(config.record, upstream=self.upstream, media=config.record_media) if config.record else None
+            Recorder(config.record, upstream=self.upstream, media=config.record_media, redactor=self.redactor)
+            if config.record
+            else None
         )
         if self.recorder is not None:
             self.recorder.on_error = self.emit
@@ -141,10 +158,38 @@ class Proxy:
 
     # -- forwarding -------------------------------------------------------------------------
 
-    def _url(self, scope: Scope) -> str:
+    @staticmethod
+    def _raw_path(scope: Scope) -> str:
+        """The path as the client sent it (undecoded, without the query)."""
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        return raw_path.decode("latin-1")
+
+    def _url(self, scope: Scope) -> str:
         query: bytes = scope.get("query_string") or b""
-        return self.upstream + raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        return self.upstream + self._raw_path(scope) + ("?" + query.decode("latin-1") if query else "")
+
+    def _refused_path(self, request: Request) -> Response | None:
+        """A 400 (nothing forwarded) for a path that is not one spelling the proxy can judge.
+
+        The path that is checked is the path forwarded: httpx would rewrite a path with dot
+        segments, so one it would rewrite is refused too (see :mod:`.paths`)."""
+        path = self._raw_path(request.scope)
+        problem = self.paths.problem(path)
+        if problem is None:
+            try:
+                sent = httpx.URL("http://proxy.invalid" + path).raw_path.decode("ascii")
+            except (httpx.InvalidURL, UnicodeDecodeError):
+                sent = ""
+            if sent != path:
+                problem = "it would not be forwarded as written"
+        if problem is None:
+            return None
+        message = self.redactor.text(
+            f"mockserver proxy: path {path!r} refused, not forwarded: {problem}; "
+            "use the documented path exactly as spec/openapi.yaml spells it"
+        )
+        self.emit(message)
+        return _json(error_body(400, message, INVALID_REQUEST), 400)
 
     @staticmethod
     def _headers(request: Request, *, keep_encoding: bool) -> list[tuple[bytes, bytes]]:
@@ -157,11 +202,18 @@ class Proxy:
         return [(k.lower(), v) for k, v in headers.raw if k.lower() not in drop]
 
     async def handle(self, request: Request) -> Response:
-        found = self.contract.find(request.method, request.url.path) if request.method != "HEAD" else None
+        self.redactor.learn(bearer_token(request.headers.get("authorization")))
+        refused = self._refused_path(request)
+        if refused is not None:
+            return refused
+        method = request.method.upper()  # httpx upper-cases the method it forwards
+        path = self._raw_path(request.scope)  # canonical: exactly what is forwarded
+        found = self.contract.find(method, path) if method != "HEAD" else None
         if found is None:
             return await self.passthrough(request)
         op, params = found
-        exchange = Exchange(request, op, params, await request.body())
+        raw = await request.body()
+        exchange = Exchange(request, op, params, raw, method=method, path=path, redactor=self.redactor)
         try:
             verdict = self.contract.check_request(op, request.headers, exchange.raw)
         except Exception:  # a fault in a check must never stop the traffic
@@ -172,7 +224,7 @@ class Proxy:
             return self._over_cap(exchange, verdict, price_key)
         try:
             upstream = await self.client.request(
-                request.method,
+                method,
                 self._url(request.scope),
                 headers=self._headers(request, keep_encoding=False),
                 content=exchange.raw,
@@ -392,7 +444,7 @@ class Proxy:
     async def _keep_file(self, task_id: str, n: int, url: str, answer: httpx.Response) -> dict[str, Any]:
         assert self.recorder is not None
         kind = (answer.headers.get("content-type") or "").split(";")[0].strip().lower()
-        suffix = MEDIA_TYPES.get(kind) or Path(httpx.URL(url).path).suffix[:8] or ".bin"
+        suffix = MEDIA_TYPES.get(kind) or _suffix_of(self.redactor.text(httpx.URL(url).path))
         folder = self.recorder.media_dir(task_id)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{n}{suffix}"
@@ -484,6 +536,12 @@ class Proxy:
         if self.recorder is not None:
             lines.append(f"mockserver proxy: recorded to {self.recorder.root} ({self.recorder.written} write(s))")
         return lines
+
+
+def _suffix_of(path: str) -> str:
+    """A result file's suffix from its (already scrubbed) URL path: ``.`` and 1-7 letters or digits."""
+    suffix = Path(path).suffix
+    return suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,7}", suffix) else ".bin"
 
 
 def _size_of(answer: httpx.Response) -> int | None:

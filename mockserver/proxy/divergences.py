@@ -60,10 +60,10 @@ class DivergenceLog:
             rule=finding.rule,
             expected=scrub(finding.expected),
             seen=scrub(finding.seen),
-            method=method,
+            method=scrub(method),
             path=scrub(path),
             status=status,
-            task_id=task_id,
+            task_id=scrub(task_id) if task_id is not None else None,
             at=time.time(),
             replaced=replaced,
         )

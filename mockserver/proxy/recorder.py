@@ -8,8 +8,9 @@ under ``DIR/media/<task_id>/``). Every refusal (a submission, upload or poll
 answered with an error, or refused by the spend cap) is one file under
 ``DIR/refusals/``. Each write goes to a temporary file renamed over the old
 one, so a killed proxy leaves whole files and loses at most the exchange in
-flight. No header is ever written: the API key never reaches a file, and a
-body that echoes it has it replaced by ``[redacted]``.
+flight. No header is ever written: the API key never reaches a file, and
+anything that echoes it (a body, a result URL, a task id, a file name) has it
+replaced by ``[redacted]`` (see :class:`Redactor` for keys under 6 characters).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import itertools
 import json
 import os
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -33,17 +35,73 @@ REDACTED = "[redacted]"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+MIN_SUBSTRING = 6  # keys this long are replaced wherever their text occurs
+_WORD = "A-Za-z0-9"
+
+
+class Redactor:
+    """Replaces the API keys the proxy has seen in anything it writes (recordings, log lines,
+    divergences) by ``[redacted]``.
+
+    A key of :data:`MIN_SUBSTRING` (6) characters or more is replaced wherever its exact text
+    occurs, inside longer words included. A shorter (but non-empty) key is replaced only where
+    its exact text stands alone, not touching an ASCII letter or digit on either side
+    (``?key=ab&``, ``/ab/``, ``"ab"``): replacing every occurrence of a one- or two-character
+    key would mask every such letter in every text, while its occurrences inside longer words
+    reveal nothing about it. Only strings are scrubbed (and dictionary keys), never numbers.
+    An empty key is never learned. The newest ``keep`` keys are remembered.
+    """
+
+    def __init__(self, keep: int = 256) -> None:
+        self.keep = keep
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+
+    def learn(self, key: str | None) -> None:
+        if not key:
+            return
+        with self._lock:
+            if key in self._keys:
+                self._keys.move_to_end(key)
+                return
+            self._keys[key] = None
+            while len(self._keys) > self.keep:
+                self._keys.popitem(last=False)
+            self._pattern = _pattern_of(list(self._keys))
+
+    def text(self, text: str) -> str:
+        pattern = self._pattern
+        return pattern.sub(REDACTED, text) if pattern is not None and text else text
+
+    def value(self, value: Any) -> Any:
+        """A copy of ``value`` (JSON-like) in which no known key appears."""
+        if self._pattern is None:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        if isinstance(value, dict):
+            return {(self.text(k) if isinstance(k, str) else k): self.value(v) for k, v in value.items()}
+        return value
+
+
+def _pattern_of(keys: list[str]) -> re.Pattern[str]:
+    parts = [
+        re.escape(key) if len(key) >= MIN_SUBSTRING else f"(?<![{_WORD}]){re.escape(key)}(?![{_WORD}])"
+        for key in sorted(keys, key=len, reverse=True)
+    ]
+    return re.compile("|".join(parts))
+
+
 def scrubbed(value: Any, secret: str | None) -> Any:
-    """A copy of ``value`` in which the secret (an API key) appears nowhere."""
+    """A copy of ``value`` in which the secret (an API key) appears nowhere (rules: :class:`Redactor`)."""
     if not secret:
         return value
-    if isinstance(value, str):
-        return value.replace(secret, REDACTED) if secret in value else value
-    if isinstance(value, list):
-        return [scrubbed(v, secret) for v in value]
-    if isinstance(value, dict):
-        return {scrubbed(k, secret): scrubbed(v, secret) for k, v in value.items()}
-    return value
+    redactor = Redactor()
+    redactor.learn(secret)
+    return redactor.value(value)
 
 
 def safe_name(text: str) -> str:
@@ -59,8 +117,17 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 class Recorder:
-    def __init__(self, directory: str | Path, *, upstream: str, media: bool = False, keep: int = 10_000) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        upstream: str,
+        media: bool = False,
+        keep: int = 10_000,
+        redactor: Redactor | None = None,
+    ) -> None:
         self.root = Path(directory)
+        self.redactor = redactor or Redactor()
         self.upstream = upstream
         self.media = media
         self.keep = keep
@@ -77,10 +144,14 @@ class Recorder:
     # -- tasks ------------------------------------------------------------------------------
 
     def path_of(self, task_id: str) -> Path:
-        return self.root / f"{safe_name(task_id)}.json"
+        return self.root / f"{safe_name(self.redactor.text(task_id))}.json"
 
     def media_dir(self, task_id: str) -> Path:
-        return self.root / "media" / safe_name(task_id)
+        return self.root / "media" / safe_name(self.redactor.text(task_id))
+
+    def _clean(self, value: Any, secret: str | None) -> Any:
+        self.redactor.learn(secret)
+        return self.redactor.value(value)
 
     def _task(self, task_id: str, at: float) -> dict[str, Any]:
         recording = self._tasks.get(task_id)
@@ -88,8 +159,8 @@ class Recorder:
             recording = self._load(task_id) or {
                 "format": FORMAT,
                 "kind": "task",
-                "task_id": task_id,
-                "upstream": self.upstream,
+                "task_id": self.redactor.text(task_id),
+                "upstream": self.redactor.text(self.upstream),
                 "submitted_at": at,
                 "submission": None,
                 "polls": [],
@@ -133,7 +204,7 @@ class Recorder:
         if recording["submission"] is not None:
             return  # an idempotent replay of a recorded submission
         recording["submitted_at"] = at
-        recording["submission"] = scrubbed(
+        recording["submission"] = self._clean(
             {
                 "method": method,
                 "path": path,
@@ -147,7 +218,7 @@ class Recorder:
             },
             secret,
         )
-        self._write(recording)
+        self._write(task_id, recording)
 
     def poll(self, task_id: str, *, at: float, path: str, status: int, body: Any, secret: str | None) -> None:
         recording = self._task(task_id, at)
@@ -156,19 +227,19 @@ class Recorder:
             recording["polls_dropped"] = int(recording.get("polls_dropped", 0)) + 1
             return
         t = round(max(0.0, at - float(recording["submitted_at"])), 4)
-        polls.append(scrubbed({"t": t, "path": path, "status": status, "body": body}, secret))
-        self._write(recording)
+        polls.append(self._clean({"t": t, "path": path, "status": status, "body": body}, secret))
+        self._write(task_id, recording)
 
     def final(self, task_id: str, *, at: float, status: str, clips: int, fail_reason: str) -> None:
         recording = self._task(task_id, at)
         t = round(max(0.0, at - float(recording["submitted_at"])), 4)
-        recording["final"] = {"status": status, "t": t, "clips": clips, "fail_reason": fail_reason}
-        self._write(recording)
+        recording["final"] = self.redactor.value({"status": status, "t": t, "clips": clips, "fail_reason": fail_reason})
+        self._write(task_id, recording)
 
     def results(self, task_id: str, results: list[dict[str, Any]]) -> None:
         recording = self._task(task_id, time.time())
-        recording["results"] = results
-        self._write(recording)
+        recording["results"] = self.redactor.value(results)
+        self._write(task_id, recording)
 
     # -- refusals ---------------------------------------------------------------------------
 
@@ -200,12 +271,12 @@ class Recorder:
             "answer": answer,
         }
         name = f"{int(at * 1000)}-{os.getpid()}-{next(self._seq):06d}-{status}.json"
-        self._save(self.root / "refusals" / name, scrubbed(record, secret))
+        self._save(self.root / "refusals" / name, self._clean(record, secret))
 
     # -- writing ----------------------------------------------------------------------------
 
-    def _write(self, recording: dict[str, Any]) -> None:
-        self._save(self.path_of(str(recording["task_id"])), recording)
+    def _write(self, task_id: str, recording: dict[str, Any]) -> None:
+        self._save(self.path_of(task_id), recording)
 
     def _save(self, path: Path, value: Any) -> None:
         try:
