@@ -121,7 +121,12 @@ class Settings:
     workers: int = _opt(1, "worker processes (needs a shared --state: sqlite:/// or redis://)")
     control: bool = _opt(True, "serve the control plane under /__mock__/ (--no-control switches it off)")
     control_token: str | None = _opt(
-        None, "when set, every /__mock__/ request needs 'Authorization: Bearer TOKEN' (the dashboard page: ?token=)"
+        None, "when set, every /__mock__/ request needs 'Authorization: Bearer TOKEN' (the dashboard page: #token=)"
+    )
+    allowed_hosts: str = _opt(
+        "",
+        "Host names the control plane answers besides loopback ones, comma-separated ('*': any); "
+        "checked only while the server listens on loopback",
     )
     log_level: str = _opt("warning", "uvicorn log level", ("critical", "error", "warning", "info", "debug", "trace"))
 
@@ -148,13 +153,33 @@ class Settings:
     @classmethod
     def file_values(cls, path: str | os.PathLike[str]) -> dict[str, Any]:
         """A YAML (or JSON) mapping of setting names to values, as ``--config FILE`` and
-        ``python -m contract --write-calibration`` write it; unknown names are refused."""
+        ``python -m contract --write-calibration`` write it; unknown names are refused. Only a
+        regular file of at most 1 MiB is read, and YAML aliases are refused (a "billion laughs")."""
+        import stat
+
         import yaml
 
+        max_bytes = 1 << 20  # a config file is a few lines; bounded so a huge one cannot stall startup
+
+        class NoAliases(yaml.SafeLoader):
+            """A safe loader that refuses aliases: a few hundred bytes of them expand to gigabytes."""
+
+            def compose_node(self, parent: Any, index: Any) -> Any:
+                if self.check_event(yaml.AliasEvent):
+                    raise ValueError(f"config {path}: YAML aliases (*name) are not allowed")
+                return super().compose_node(parent, index)
+
         try:
-            with open(path, encoding="utf-8") as handle:
-                data = yaml.safe_load(handle) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(fd, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    raise ValueError(f"config {path}: not a regular file")
+                raw = handle.read(max_bytes + 1)
+            if len(raw) > max_bytes:
+                raise ValueError(f"config {path}: larger than {max_bytes} bytes")
+            data = yaml.load(raw.decode("utf-8"), Loader=NoAliases) or {}  # noqa: S506 - a safe loader
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise ValueError(f"config {path}: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError(f"config {path}: expected a mapping of setting names to values")

@@ -19,6 +19,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import os
+import stat
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +34,14 @@ from .records import CANCEL_OUTCOME, FAILURE_OUTCOME, NEVER_OUTCOME, SUCCESS_OUT
 FORMAT = "mockserver-recording/1"
 SHORTEN_OVER = 256  # data: URLs longer than this are kept as their head and a digest
 DATA_URL_HEAD = 48
+# Bounds on what ``--replay DIR`` reads: a recording breaking one is refused at load time.
+MAX_FILES = 10_000  # *.json files in the directory
+MAX_FILE_BYTES = 8 << 20  # per file
+MAX_SECONDS = 10 * 86_400.0  # a poll's t (seconds after the submission): finite, >= 0 and at most 10 days
+MAX_EPOCH = 1e11  # submitted_at (Unix seconds): finite, >= 0 and before the year 5000
+MAX_URLS = 16  # result URLs in one poll answer (the API gives at most 4 clips)
+MAX_STRING = 65_536  # characters in any string
+MAX_DEPTH = 64  # nesting of lists and objects
 
 # -- matching ------------------------------------------------------------------------------
 
@@ -174,7 +185,9 @@ class Script:
     statuses: tuple[tuple[float, str], ...] = ()
 
     def scaled(self, factor: float) -> Script:
-        return dataclasses.replace(self, duration=self.duration * factor, hold=self.hold * factor)
+        """The script at another pace; times stay within ``MAX_SECONDS`` whatever the factor."""
+        duration, hold = min(self.duration * factor, MAX_SECONDS), min(self.hold * factor, MAX_SECONDS)
+        return dataclasses.replace(self, duration=duration, hold=hold)
 
     def apply(self, record: TaskRecord) -> TaskRecord:
         """The fake's record of a matching submission, made to run as the recording did."""
@@ -258,19 +271,105 @@ def submission_of(recording: Mapping[str, Any]) -> tuple[str, str] | None:
     return endpoint, match_key(body)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} (numbers must be finite)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"non-finite number {text} (numbers must be finite)")
+    return value
+
+
+def _read_file(path: Path) -> bytes:
+    """A file's bytes: a regular file (not followed through a symlink) of at most ``MAX_FILE_BYTES``."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ValueError(f"recordings: {path}: not a regular file ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ValueError(f"recordings: {path}: not a regular file")
+        raw = handle.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise ValueError(f"recordings: {path}: larger than {MAX_FILE_BYTES} bytes")
+    return raw
+
+
+def _check_values(path: Path, data: Any) -> None:
+    """Every string at most ``MAX_STRING`` characters, nesting at most ``MAX_DEPTH`` (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"recordings: {path}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            raise ValueError(f"recordings: {path}: a string longer than {MAX_STRING} characters")
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+        if isinstance(value, dict):
+            stack.extend((key, depth + 1) for key in value)
+
+
+def _check_time(path: Path, name: str, value: Any, limit: float = MAX_SECONDS) -> None:
+    """A recorded time, when a number, is finite, >= 0 and at most ``limit``."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and not 0 <= value <= limit:
+        raise ValueError(f"recordings: {path}: {name} {value!r} is not between 0 and {limit:g} seconds")
+
+
+def check_recording(path: Path, recording: Mapping[str, Any]) -> None:
+    """Refuse a task recording whose times, URL counts or strings are out of bounds: each would
+    otherwise make every poll of its task fail or answer megabytes."""
+    _check_values(path, recording)
+    _check_time(path, "submitted_at", recording.get("submitted_at"), MAX_EPOCH)
+    polls = recording.get("polls")
+    for n, poll in enumerate(polls if isinstance(polls, list) else []):
+        if not isinstance(poll, dict):
+            continue
+        _check_time(path, f"polls[{n}].t", poll.get("t"))
+        reading = read_poll(poll.get("body"))
+        if reading is not None and max(len(reading.urls), reading.items) > MAX_URLS:
+            raise ValueError(f"recordings: {path}: polls[{n}] has more than {MAX_URLS} result URLs")
+
+
+def _recording_paths(root: Path) -> list[Path]:
+    """The directory's ``*.json`` entries, sorted; at most ``MAX_FILES`` of them."""
+    found: list[Path] = []
+    for path in root.glob("*.json"):
+        found.append(path)
+        if len(found) > MAX_FILES:
+            raise ValueError(f"recordings: {root} holds more than {MAX_FILES} *.json files")
+    return sorted(found)
+
+
+def _parse(path: Path) -> Any:
+    """A file's JSON (None: not JSON, skipped as before); non-finite numbers are refused."""
+    raw = _read_file(path)
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError(f"recordings: {path}: nested too deeply") from None
+    except ValueError as exc:
+        if "non-finite" in str(exc):
+            raise ValueError(f"recordings: {path}: {exc}") from None
+        return None
+
+
 def load_recordings(directory: str | Path) -> list[dict[str, Any]]:
     """Every task recording in ``directory`` (its ``*.json`` files; refusals and media live in
-    sub-directories), oldest submission first. Files that are not recordings are skipped."""
+    sub-directories), oldest submission first. Files that are not JSON recordings are skipped;
+    a hostile one (not a regular file, too large, out-of-bounds values) stops the load with a
+    ``ValueError`` naming the file and the rule."""
     root = Path(directory)
     if not root.is_dir():
         raise ValueError(f"recordings: {root} is not a directory")
     found: list[dict[str, Any]] = []
-    for path in sorted(root.glob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+    for path in _recording_paths(root):
+        data = _parse(path)
         if isinstance(data, dict) and data.get("format") == FORMAT and data.get("kind") == "task":
+            check_recording(path, data)
             found.append(data)
     found.sort(key=lambda r: (_seconds(r.get("submitted_at")) or 0.0, str(r.get("task_id"))))
     return found
