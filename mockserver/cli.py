@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .core.hosts import is_loopback
 from .proxy import cli as proxy_cli
 from .settings import Settings
 
@@ -42,18 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return serve(settings)
     return 2  # pragma: no cover - argparse requires a command
-
-
-LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
-
-
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host.lower() in LOOPBACK_NAMES
 
 
 def http_protocol(settings: Settings) -> dict[str, Any]:
@@ -108,7 +97,7 @@ def serve(settings: Settings) -> int:
     # Worker processes rebuild the settings from the environment.
     os.environ.update(settings.to_env())
     try:
-        app = create_app(settings)  # the spec, the store, the price table: what a worker builds
+        app = create_app(settings, listening=True)  # the spec, the store, the price table: what a worker builds
         check_store(app.state.fake)
         check_address(settings.host, settings.port)
     except (ValueError, OSError) as exc:

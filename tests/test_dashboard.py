@@ -468,7 +468,8 @@ def test_costs_match_the_ledger(tab: Page, api: httpx.Client, base_url: str) -> 
 @pytest.mark.e2e
 @needs_browser
 def test_control_token_is_sent_and_asked_for(tab: Page, api: httpx.Client, base_url: str) -> None:
-    """``?token=`` is kept in localStorage and sent as a bearer token; a 401 asks for one."""
+    """``#token=`` is kept in sessionStorage (never localStorage), sent as a bearer token, and removed
+    from the address bar; ``?token=`` still works; a 401 asks for one."""
     from playwright.sync_api import Route, expect
 
     seen: list[str | None] = []
@@ -476,11 +477,15 @@ def test_control_token_is_sent_and_asked_for(tab: Page, api: httpx.Client, base_
         "request",
         lambda r: seen.append(r.headers.get("authorization")) if urlsplit(r.url).path == "/__mock__/clock" else None,
     )
-    tab.goto(f"{base_url}/__mock__/?token=s3cret#tasks")
+    tab.goto(f"{base_url}/__mock__/#token=s3cret")
     tab.wait_for_function("() => document.documentElement.dataset.tasksRendered === '1'", timeout=WAIT_MS)
     assert "token" not in tab.url
-    assert tab.evaluate("localStorage.getItem('mockserver.controlToken')") == "s3cret"
+    assert tab.evaluate("sessionStorage.getItem('mockserver.controlToken')") == "s3cret"
+    assert tab.evaluate("localStorage.getItem('mockserver.controlToken')") is None
     assert seen and all(h == "Bearer s3cret" for h in seen)
+    tab.goto(f"{base_url}/__mock__/?token=q1#requests")
+    tab.wait_for_function("() => sessionStorage.getItem('mockserver.controlToken') === 'q1'", timeout=WAIT_MS)
+    assert "token" not in tab.url and tab.url.endswith("#requests")
 
     def refuse(route: Route) -> None:
         route.fulfill(status=401, content_type="application/json", body='{"error": {"message": "token required"}}')
@@ -491,7 +496,8 @@ def test_control_token_is_sent_and_asked_for(tab: Page, api: httpx.Client, base_
     tab.fill("#token-input", "other")
     tab.locator("#token-form button").click()
     expect(tab.locator("#banner")).to_be_hidden(timeout=WAIT_MS)
-    assert tab.evaluate("localStorage.getItem('mockserver.controlToken')") == "other"
+    assert tab.evaluate("sessionStorage.getItem('mockserver.controlToken')") == "other"
+    assert tab.evaluate("localStorage.getItem('mockserver.controlToken')") is None
 
 
 def credits(x: float) -> str:

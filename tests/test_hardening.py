@@ -241,7 +241,8 @@ def test_deep_nesting_in_any_field_is_a_400(depth: int, kind: str, field: str) -
 )
 def test_deep_nesting_in_the_control_plane_is_a_400(depth: int, path: str, template: str) -> None:
     with in_process() as (client, _):
-        refused(client.post(path, content=(template % nested(depth, "list")).encode()))
+        json_type = {"Content-Type": "application/json"}
+        refused(client.post(path, content=(template % nested(depth, "list")).encode(), headers=json_type))
         assert client.get("/__mock__/scenarios").status_code == 200
 
 

@@ -17,6 +17,7 @@ the body are cut, each cut saying how big the original was. Credential-like head
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote_plus
 
 from .jsonio import dumps, kept, parse_kept
 
@@ -39,6 +40,18 @@ SMALL_BODY = 768
 ENTRY_OVERHEAD = 512  # the fixed fields of an entry, written out (an upper bound)
 OTHER_FACT = 256  # a fact that is not a string (an error body, a flag): what it is counted as
 TEXT_LIMIT = TEXT_MAX + 32  # what a string fact is counted as at most (cut to TEXT_MAX and quoted)
+
+
+def redacted_query(query: str) -> str:
+    """``query`` with the value of each credential-like parameter (``token=``, ``api_key=``…)
+    replaced by ``[redacted]``; everything else as it was written."""
+    if "=" not in query:
+        return query
+    parts = []
+    for part in query.split("&"):
+        name, eq, _ = part.partition("=")
+        parts.append(f"{name}=[redacted]" if eq and secret_header(unquote_plus(name).lower()) else part)
+    return "&".join(parts)
 
 
 def secret_header(name: str) -> bool:
@@ -187,7 +200,7 @@ class Entry:
             "wall_time": wall_time,
             "method": method,
             "path": cut(path, TEXT_MAX),
-            "query": cut(query.decode("latin-1"), TEXT_MAX) if query else "",
+            "query": cut(redacted_query(query.decode("latin-1")), TEXT_MAX) if query else "",
             "headers": headers,
             "body_bytes": body_bytes,
             "status": status or 500,

@@ -20,10 +20,12 @@ from ..core.clock import Clock
 from ..core.spec import Spec
 from ..service import Fake, Store
 from ..settings import Settings
-from .control import control_app, guarded
+from .control import control_app, guarded, is_dashboard_file
 from .edge import Edge
 from .http import EXCEPTION_HANDLERS, JSONResponse
+from .logs import redact_access_log
 from .media import media_routes
+from .origin import same_origin_only
 from .provider import ProviderRoutes
 
 __all__ = ["app_from_env", "create_app"]
@@ -73,16 +75,22 @@ def create_app(
     clock: Clock | None = None,
     store: Store | None = None,
     spec: Spec | None = None,
+    listening: bool = False,
 ) -> Starlette:
-    """The fake as an ASGI app. Every collaborator can be handed in (tests hand in a virtual clock)."""
+    """The fake as an ASGI app. Every collaborator can be handed in (tests hand in a virtual clock).
+    ``listening``: served on a socket (``mockserver serve``), so the control plane checks ``Host``."""
     fake = Fake.open((settings or Settings()).validated(), clock=clock, store=store, spec=spec)
+    if listening:
+        redact_access_log()
     provider = ProviderRoutes(fake)
     routes: list[BaseRoute] = [*provider.routes(), *media_routes(fake), *spec_routes(fake.spec)]
     routes.append(Route("/healthz", health_route(fake), methods=["GET", "HEAD"]))
     if fake.settings.control:
         token = fake.settings.control_token
-        plane = control_app(fake)
-        routes.append(Mount("/__mock__", app=guarded(plane, token) if token else plane))
+        plane: ASGIApp = control_app(fake)
+        plane = guarded(plane, token) if token else plane
+        plane = same_origin_only(plane, fake.settings, listening=listening, public=is_dashboard_file)
+        routes.append(Mount("/__mock__", app=plane))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -106,7 +114,7 @@ def app_from_env() -> Starlette:
     The objects made at start-up (the spec, compiled validators, routes) live as long as the
     process: they are frozen out of the garbage collector's sight, so its passes stay short.
     """
-    app = create_app(Settings.from_env())
+    app = create_app(Settings.from_env(), listening=True)
     gc.collect()
     gc.freeze()
     return app

@@ -80,7 +80,7 @@ def guarded(app: ASGIApp, token: str) -> ASGIApp:
     expected = token.encode("utf-8")
 
     async def guard(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not _public(scope):
+        if scope["type"] == "http" and not is_dashboard_file(scope):
             given = None
             for name, value in scope["headers"]:
                 if name == b"authorization":
@@ -100,19 +100,33 @@ def guarded(app: ASGIApp, token: str) -> ASGIApp:
     return guard
 
 
-def _public(scope: Scope) -> bool:
+def is_dashboard_file(scope: Scope) -> bool:
     """The dashboard page and its assets: they hold no state (the page's own calls carry the token)."""
     path, root = scope["path"], scope.get("root_path", "")
     inner = path[len(root) :] if root and path.startswith(root) else path
     return scope["method"] in ("GET", "HEAD") and (inner in ("", "/") or inner.startswith("/dashboard/"))
 
 
+def dashboard_headers(public_url: str | None) -> dict[str, str]:
+    """The dashboard's own policy: its own script and styles, media from the fake, nothing else
+    (style attributes allowed: they cannot run code)."""
+    media = "'self'" + (f" {public_url.rstrip('/')}" if public_url else "")
+    policy = (
+        "default-src 'none'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+        f"img-src {media} data:; media-src {media}; connect-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return {"content-security-policy": policy, "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
+
+
 def control_app(fake: Fake) -> Starlette:
     spec = Spec(name=CONTROL)
     clock = fake.clock
 
+    page_headers = dashboard_headers(fake.settings.public_url)
+
     async def dashboard(request: Request) -> Response:
-        return FileResponse(DASHBOARD / "index.html", media_type="text/html")
+        return FileResponse(DASHBOARD / "index.html", media_type="text/html", headers=page_headers)
 
     async def health(request: Request) -> Response:
         found = fake.health()  # {"status": "ok" | "unhealthy", "store": "ok" | why not}

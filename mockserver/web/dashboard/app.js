@@ -76,11 +76,16 @@
 
   // -- the control plane token -----------------------------------------------------------------
 
+  // The token lives in sessionStorage (this tab, gone when it closes), never in localStorage,
+  // where any page the fake's origin ever serves could read it. It arrives in the URL fragment
+  // (#token=…), which is never sent to a server and so never reaches an access log; ?token= is
+  // still read, then removed from the address bar.
   function storage(op, value) {
     try {
-      if (op === "get") return localStorage.getItem(TOKEN_KEY) || "";
-      if (op === "set") localStorage.setItem(TOKEN_KEY, value);
-      if (op === "del") localStorage.removeItem(TOKEN_KEY);
+      if (op === "get") return sessionStorage.getItem(TOKEN_KEY) || "";
+      if (op === "set") sessionStorage.setItem(TOKEN_KEY, value);
+      if (op === "del") sessionStorage.removeItem(TOKEN_KEY);
+      localStorage.removeItem(TOKEN_KEY); // what older versions kept there
     } catch (_) {
       /* storage unavailable: the token lives for this page only */
     }
@@ -88,13 +93,16 @@
   }
   let token = (() => {
     const params = new URLSearchParams(location.search);
-    if (!params.has("token")) return storage("get");
-    const t = params.get("token") || "";
+    const fragment = new URLSearchParams(location.hash.replace(/^#/, ""));
+    const from = fragment.has("token") ? fragment : params.has("token") ? params : null;
+    if (from === null) return storage("get");
+    const t = from.get("token") || "";
     if (t) storage("set", t);
     else storage("del");
     params.delete("token"); // keep it out of the address bar (and of screenshots)
     const rest = params.toString();
-    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
+    const hash = from === fragment ? "" : location.hash;
+    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + hash);
     return t;
   })();
 
@@ -177,7 +185,7 @@
     banner(
       token
         ? `The control plane refused the token (${status}). Enter another one:`
-        : "The control plane needs a token (Authorization: Bearer …). Enter it, or open the page with ?token=…",
+        : "The control plane needs a token (Authorization: Bearer …). Enter it, or open the page with #token=…",
       true,
     );
   }
