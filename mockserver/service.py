@@ -46,6 +46,8 @@ from .core.errors import (
 )
 from .core.faults import Fault, FaultRule
 from .core.ids import UlidMaker
+from .core.imports import check as check_state
+from .core.imports import upload_type
 from .core.journal import Entry
 from .core.media import GRID_PNG, IMAGE_PNGS, clip_file, upload_id_of
 from .core.records import (
@@ -1032,6 +1034,7 @@ class Fake:
         each task shows what it showed when the document was made."""
         if document.get("version", STATE_VERSION) != STATE_VERSION:
             raise bad_request(f"version must be {STATE_VERSION}", "version")
+        check_state(document)  # the whole document first: a refusal leaves the state untouched
         records, uploads, rules, responses = [], [], [], []
         clock = document.get("clock") or {}
         shift = self._adopt_clock(clock.get("now"), clock.get("frozen"))
@@ -1049,6 +1052,7 @@ class Fake:
                 raise bad_request(f"uploads[{n}].data is not base64", f"uploads[{n}].data") from None
             fields = {k: v for k, v in meta.items() if k != "data"}
             fields["created_at"] = float(fields["created_at"]) + shift
+            fields["content_type"] = upload_type(meta, f"uploads[{n}]")
             uploads.append(UploadRecord(**fields, data=data))
         for n, data in enumerate(document.get("fault_rules") or []):
             rule = FaultRule.from_dict(data)
