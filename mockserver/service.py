@@ -1037,7 +1037,7 @@ class Fake:
         check_state(document)  # the whole document first: a refusal leaves the state untouched
         records, uploads, rules, responses = [], [], [], []
         clock = document.get("clock") or {}
-        shift = self._adopt_clock(clock.get("now"), clock.get("frozen"))
+        shift = self._shift_for(clock.get("now"))  # the clock moves only once every item is read
         for n, data in enumerate(document.get("tasks") or []):
             try:
                 record = TaskRecord.from_dict(dict(data))
@@ -1060,6 +1060,7 @@ class Fake:
             rules.append(dataclasses.replace(rule, fault=faults.validated(fault, f"fault_rules[{n}].scenario")))
         for data in document.get("canned_responses") or []:
             responses.append(CannedResponse.from_dict(data))
+        self._adopt_clock(clock.get("now"), clock.get("frozen"), shift)
         self.store.reset()
         for record in records:
             self.store.put_task(record)
@@ -1082,24 +1083,24 @@ class Fake:
             "now": self.clock.now(),
         }
 
-    def _adopt_clock(self, when: Any, frozen: Any) -> float:
-        """Move the clock to ``when`` if it can (forward only); else how far the document's times shift."""
-        shift = 0.0
-        if isinstance(when, int | float) and not isinstance(when, bool):
-            now = self.clock.now()
-            move = getattr(self.clock, "set", None)
-            if when >= now and move is not None:
-                try:
-                    move(float(when))
-                except (ValueError, OverflowError) as exc:
-                    raise bad_request(str(exc), "clock.now") from None
-            else:
-                shift = now - float(when)
+    def _shift_for(self, when: Any) -> float:
+        """How far the document's times shift: 0 when the clock can move to ``when`` (forward only)."""
+        if not isinstance(when, int | float) or isinstance(when, bool):
+            return 0.0
+        now = self.clock.now()
+        return 0.0 if when >= now and hasattr(self.clock, "set") else now - float(when)
+
+    def _adopt_clock(self, when: Any, frozen: Any, shift: float) -> None:
+        """Move the clock to ``when`` unless the document's times are shifted instead; freeze or unfreeze it."""
+        if shift == 0.0 and isinstance(when, int | float) and not isinstance(when, bool) and when > self.clock.now():
+            try:
+                self.clock.set(float(when))  # type: ignore[attr-defined]
+            except (ValueError, OverflowError) as exc:
+                raise bad_request(str(exc), "clock.now") from None
         if frozen is True and hasattr(self.clock, "freeze"):
             self.clock.freeze()
         elif frozen is False and hasattr(self.clock, "unfreeze"):
             self.clock.unfreeze()
-        return shift
 
     # -- the control plane: canned responses -------------------------------------------
 

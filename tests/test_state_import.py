@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from mockserver import Settings, create_app
+from mockserver.core.clock import VirtualClock
 
 Tamper = Callable[[dict[str, Any]], None]
 PNG = (Path(__file__).resolve().parent.parent / "mockserver" / "assets" / "grid.png").read_bytes()
@@ -105,3 +106,22 @@ def test_an_imported_upload_is_served_as_its_bytes(tmp_path: Path) -> None:
             return str(again["uploads"][0]["content_type"])
 
     assert asyncio.run(run()) == "image/png"
+
+
+def test_a_refused_document_leaves_the_clock_where_it_was() -> None:
+    """A document refused on its last item (a canned response whose content-length lies) moves no clock."""
+
+    async def run() -> tuple[int, float, float]:
+        transport = httpx.ASGITransport(app=create_app(Settings(), clock=VirtualClock()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://fake") as client:
+            state = await _exported(client)
+            before = (await client.get("/__mock__/clock")).json()["now"]
+            state["clock"]["now"] = before + 86_400
+            lying = {"id": "resp_1", "path": "/v1/x", "headers": {"Content-Length": "3"}, "text": "hello"}
+            state["canned_responses"] = [lying]
+            answer = await client.put("/__mock__/state", json=state)
+            return answer.status_code, before, (await client.get("/__mock__/clock")).json()["now"]
+
+    status, before, after = asyncio.run(run())
+    assert status == 400
+    assert after - before < 60
