@@ -38,7 +38,7 @@ that installs the package pays for it. The fake itself is imported by the fixtur
 from __future__ import annotations
 
 import shlex
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -117,9 +117,15 @@ def fixture_options(request: pytest.FixtureRequest, options: dict[str, Any]) -> 
     )
 
 
-def _teardown_checks(request: pytest.FixtureRequest, control: MockControl, wanted: FixtureOptions) -> None:
+Counted = tuple[Callable[[], list[dict[str, Any]]], Callable[[], list[dict[str, Any]]]]
+
+
+def _teardown_checks(
+    request: pytest.FixtureRequest, control: MockControl, wanted: FixtureOptions, counted: Counted | None = None
+) -> None:
     """Fail the test (at teardown) for requests block_network refused, and for fault rules and canned
-    responses added with times=N that did not fire N times; not when the test failed already."""
+    responses added with times=N that did not fire N times; not when the test failed already.
+    ``counted``: where to read those two lists (in-process: from the service, without a request)."""
     if request.node.stash.get(CALL_FAILED, False):
         return
     problems = []
@@ -130,12 +136,13 @@ def _teardown_checks(request: pytest.FixtureRequest, control: MockControl, wante
             + "\n".join(f"  {line}" for line in control.blocked)
         )
     if wanted.assert_all_faults_fired:
-        for rule in control.faults.unfired():
+        rules, responses = counted or (control.faults.unfired, control.responses.unused)
+        for rule in rules():
             problems.append(
                 f"the fault rule {rule['scenario']} on {rule['endpoint']} ({rule['id']}) was added with "
                 f"times={rule['times']} but fired {rule.get('fired', 0)} time(s)"
             )
-        for canned in control.responses.unused():
+        for canned in responses():
             problems.append(
                 f"the canned response for {canned.get('method') or 'any method'} {canned['path']} ({canned['id']}) "
                 f"was added with times={canned['times']} but answered {canned.get('fired', 0)} time(s)"
@@ -161,7 +168,7 @@ def apimart_mock(request: pytest.FixtureRequest) -> Iterator[MockControl]:
         if wanted.snapshot is not None:
             control.load_state(wanted.snapshot)
         yield control
-        _teardown_checks(request, control, wanted)
+        _teardown_checks(request, control, wanted, fake.short_counts)
 
 
 Scope = Literal["session", "package", "module", "class", "function"]

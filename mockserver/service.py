@@ -123,7 +123,7 @@ class Fake:
         self.settings = settings
         self.store = store
         self.clock = clock
-        self.spec = spec or Spec()
+        self.spec = spec or Spec.shared()
         self.prices = ledger.load_prices(settings.price_table, settings.prices)
         self.rng = random.Random(settings.seed)
         self.accepted_keys = settings.accepted_keys()

@@ -13,6 +13,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +32,10 @@ def load_prices(path: str | Path | None = None, overrides: str | None = None) ->
     Every value must be a finite number >= 0, and every key one of the packaged table's (a
     misspelt key would otherwise be ignored while the real one kept its default): ``ValueError``.
     """
-    table: dict[str, float] = {}
-    for source in (DEFAULT_PRICES, path):
-        if source is None:
-            continue
-        try:
-            data = yaml.safe_load(Path(source).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"price table {source}: {exc}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: a price table is a mapping of price key to unit price")
-        for key, value in data.items():
-            table[str(key) if source is DEFAULT_PRICES else _known(key, table, source)] = _price(key, value)
+    table: dict[str, float] = dict(_packaged())
+    if path is not None:
+        for key, value in _table_in(path).items():
+            table[_known(key, table, path)] = _price(key, value)
     for item in (overrides or "").split(","):
         if item.strip():
             key, sep, value = item.partition("=")
@@ -52,6 +45,22 @@ def load_prices(path: str | Path | None = None, overrides: str | None = None) ->
     for key in NEVER_CHARGED:
         table[key] = 0.0
     return table
+
+
+@cache
+def _packaged() -> dict[str, float]:
+    """The packaged table, read once per process (every fresh fake in a test run uses it)."""
+    return {str(key): _price(key, value) for key, value in _table_in(DEFAULT_PRICES).items()}
+
+
+def _table_in(source: str | Path) -> dict[Any, Any]:
+    try:
+        data = yaml.safe_load(Path(source).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"price table {source}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: a price table is a mapping of price key to unit price")
+    return data
 
 
 def _known(key: Any, table: Mapping[str, float], where: Any) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import cached_property
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,11 @@ def load_document(path: Path | None = None) -> dict[str, Any]:
     return doc
 
 
+@cache
+def _shared(name: str) -> Spec:
+    return Spec(name=name)
+
+
 class Spec:
     """The provider's API as written in the spec: schemas, enums, validators."""
 
@@ -49,6 +54,12 @@ class Spec:
         self.name = name
         self.document = document if document is not None else load_document(spec_path(name))
         self._validators: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    @classmethod
+    def shared(cls, name: str = PROVIDER) -> Spec:
+        """The packaged spec ``name``, parsed and compiled once per process: every app built in the
+        process (a test's fresh fake) shares it; nothing in a ``Spec`` changes after it is built."""
+        return _shared(name)
 
     # -- reading ----------------------------------------------------------------------
 

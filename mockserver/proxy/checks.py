@@ -122,7 +122,7 @@ class Contract:
     """The spec's operations, their request and response rules."""
 
     def __init__(self, spec: Spec | None = None) -> None:
-        self.spec = spec or Spec()
+        self.spec = spec or Spec.shared()
         document = self.spec.document
         self._components = document["components"]
         self.operations: list[Operation] = []

@@ -21,6 +21,14 @@ import httpx
 from ..core.accounts import account_id
 
 
+def short(item: dict[str, Any], *, check_probability: bool = False) -> bool:
+    """A rule or canned response added with ``times=N`` that fired fewer than N times (a rule only
+    when its probability is 1: a chance draw may rightly fire less)."""
+    if item.get("times") is None or (check_probability and item.get("probability", 1) < 1):
+        return False
+    return bool(item.get("fired", 0) < item["times"])
+
+
 class ControlError(AssertionError):
     pass
 
@@ -161,8 +169,7 @@ class FaultControl:
 
         assert apimart_mock.faults.unfired() == []
         """
-        return [r for r in self.rules() if r.get("times") is not None and r.get("probability", 1) >= 1 and
-                r.get("fired", 0) < r["times"]]  # fmt: skip
+        return [r for r in self.rules() if short(r, check_probability=True)]
 
     def assert_all_fired(self) -> None:
         """Fail when a rule added with ``times=N`` fired fewer than N times (``apimart_mock`` does this
@@ -257,7 +264,7 @@ class ResponseControl:
 
         assert apimart_mock.responses.unused() == []
         """
-        return [r for r in self.all() if r.get("times") is not None and r.get("fired", 0) < r["times"]]
+        return [r for r in self.all() if short(r)]
 
 
 class AccountControl:

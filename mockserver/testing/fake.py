@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import ipaddress
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,7 +25,7 @@ from respx.models import AllMockedAssertionError
 from ..core.clock import VirtualClock
 from ..settings import Settings
 from ..web.app import create_app
-from .control import MockControl
+from .control import MockControl, short
 from .process import ServerProcess
 from .transport import AsyncASGITransport, SyncASGITransport
 
@@ -138,6 +138,20 @@ class InProcessFake:
             httpx.Client(transport=self._sync, base_url=control_url, headers=headers), self.base_url
         )
         self.control.blocked = self.router.blocked
+
+    @property
+    def short_counts(self) -> tuple[Callable[[], list[dict[str, Any]]], Callable[[], list[dict[str, Any]]]]:
+        """The fault rules and the canned responses added with ``times=N`` that fired fewer than N
+        times, read from the service itself (``faults.unfired`` and ``responses.unused`` without a request)."""
+        service = self.app.state.fake
+
+        def rules() -> list[dict[str, Any]]:
+            return [r for r in (rule.to_dict() for rule in service.rule_listing()) if short(r, check_probability=True)]
+
+        def responses() -> list[dict[str, Any]]:
+            return [r for r in (canned.to_dict() for canned in service.canned_listing()) if short(r)]
+
+        return rules, responses
 
     def _handle(self, request: httpx.Request) -> Any:
         if _IN_ASYNC.get():

@@ -120,7 +120,7 @@ def dashboard_headers(public_url: str | None) -> dict[str, str]:
 
 
 def control_app(fake: Fake) -> Starlette:
-    spec = Spec(name=CONTROL)
+    spec = Spec.shared(CONTROL)
     clock = fake.clock
 
     page_headers = dashboard_headers(fake.settings.public_url)
