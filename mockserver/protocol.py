@@ -44,6 +44,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .core.clock import wake_all
 from .core.errors import error_body
 from .core.jsonio import dumps
 
@@ -221,6 +222,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             one.expecting_head = True
             cycle.transport = one
         super()._start_asgi_task(cycle, app)
+
+    def shutdown(self) -> None:
+        """uvicorn's (the server is stopping), after ending every latency pause: a client that asked
+        for ``latency; ms=120000`` and hung up must not hold the shutdown for two minutes."""
+        wake_all()
+        super().shutdown()
 
     def on_response_complete(self) -> None:
         """uvicorn's, with the keep-alive deadline moved (``Deadline``) where uvicorn starts a timer."""

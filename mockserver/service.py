@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from .core import canned, clips, faults, images, jsonio, ledger, lifecycle, matching, replay, seeding, submission
 from .core.accounts import account_id, bearer_token
 from .core.canned import CannedResponse
-from .core.clock import LATEST, Clock, ShiftedClock
+from .core.clock import LATEST, Clock, ShiftedClock, pause
 from .core.errors import (
     APIMART,
     AUTHENTICATION,
@@ -272,11 +272,11 @@ class Fake:
             return
         if facts is not None:
             facts["scenario"] = fault.name
-        delay = faults.delay_seconds(fault, self.rng)
+        delay = faults.delay_seconds(fault, self.rng, most=self.settings.max_latency_ms / 1000)
         if delay:
             if facts is not None:
                 facts["latency_ms"] = round(delay * 1000, 3)
-            await self.clock.sleep(delay)
+            await pause(self.clock, delay)
         error = faults.request_error(fault)
         if error is not None:
             raise error

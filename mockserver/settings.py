@@ -123,6 +123,9 @@ class Settings:
     control_token: str | None = _opt(
         None, "when set, every /__mock__/ request needs 'Authorization: Bearer TOKEN' (the dashboard page: #token=)"
     )
+    max_latency_ms: float = _opt(
+        120_000.0, "longest wait a latency fault may add; a longer one (ms=, or a draw) is cut to it"
+    )
     allowed_hosts: str = _opt(
         "",
         "Host names the control plane answers besides loopback ones, comma-separated ('*': any); "
@@ -255,6 +258,8 @@ class Settings:
             raise ValueError(f"replay must be a directory of recordings (got {self.replay!r})")
         if self.workers < 1:
             raise ValueError("workers must be >= 1")
+        if not (0 <= self.max_latency_ms <= 3_600_000):
+            raise ValueError(f"max_latency_ms must be >= 0 and <= 3600000 (got {self.max_latency_ms})")
         if not (0 < self.store_timeout_seconds <= 3600):
             raise ValueError(f"store_timeout_seconds must be > 0 and <= 3600 (got {self.store_timeout_seconds})")
         if self.workers > 1 and self.state.startswith("memory"):

@@ -8,9 +8,11 @@ plane move (or freeze); ``VirtualClock`` only moves when told to.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import time
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, runtime_checkable
 
 # The latest time a task id (a ULID: milliseconds in 48 bits) and a date can both express.
 LATEST = 253_402_300_799.0  # 9999-12-31T23:59:59Z
@@ -141,3 +143,46 @@ class ShiftedClock:
         if frozen_at is not None:
             self._state.set_clock_state(frozen_at - self._base.now(), None)
         return self.now()
+
+
+# -- pauses (a latency fault's wait) ------------------------------------------------------------
+
+# Set by the edge for each request: a wait that ends when the client hangs up (its ASGI receive,
+# once the body is in). None in-process, where a pause costs virtual time only.
+LEAVING: contextvars.ContextVar[Callable[[], Awaitable[Any]] | None] = contextvars.ContextVar(
+    "mockserver_leaving", default=None
+)
+_PAUSED: set[asyncio.Future[None]] = set()
+
+
+async def pause(clock: Clock, seconds: float) -> None:
+    """``clock.sleep(seconds)``, cut short when the client hangs up (``LEAVING``) or the server shuts
+    down (``wake_all``): an abandoned latency fault holds neither a connection's task nor a shutdown.
+    Without ``LEAVING`` (in-process) it is the clock's own sleep."""
+    leaving = LEAVING.get()
+    if leaving is None:
+        await clock.sleep(seconds)
+        return
+    woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    waits: set[asyncio.Future[Any]] = {sleeper, woken, asyncio.ensure_future(leaving())}
+    _PAUSED.add(woken)
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        _PAUSED.discard(woken)
+        for wait in waits:
+            wait.cancel()
+    if sleeper.done() and not sleeper.cancelled() and sleeper.exception() is not None:
+        raise sleeper.exception()  # type: ignore[misc]
+
+
+def wake_all() -> None:
+    """Ends every pause in this process now (the server is shutting down). Safe from any thread."""
+    for woken in list(_PAUSED):
+        woken.get_loop().call_soon_threadsafe(_wake, woken)
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)

@@ -233,8 +233,9 @@ def request_error(fault: Fault, where: str = "scenario") -> ApiError | None:
     return None
 
 
-def delay_seconds(fault: Fault, rng: random.Random, where: str = "scenario") -> float:
-    """The added latency of a ``latency`` fault (0 for others), never negative, at most two minutes."""
+def delay_seconds(fault: Fault, rng: random.Random, where: str = "scenario", most: float = 120.0) -> float:
+    """The added latency of a ``latency`` fault (0 for others) in seconds, from 0 to ``most``
+    (``max_latency_ms``)."""
     if fault.name != "latency":
         return 0.0
     p = fault.params
@@ -258,7 +259,7 @@ def delay_seconds(fault: Fault, rng: random.Random, where: str = "scenario") -> 
         finite = False
     if not finite:
         raise ApiError(400, f"{where}: latency parameters must be finite numbers", param=where)
-    return max(0.0, min(ms, 120_000.0)) / 1000.0 if math.isfinite(ms) else 120.0
+    return max(0.0, min(ms / 1000.0, most)) if math.isfinite(ms) else most
 
 
 def task_outcome(fault: Fault) -> tuple[str, str] | None:

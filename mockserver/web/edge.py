@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..core.clock import LEAVING
 from ..core.errors import SERVER, ApiError, error_body
 from ..core.journal import ENTRY_MAX_BYTES as ENTRY_MAX_BYTES  # what one entry may hold (tests read it here)
 from ..core.journal import Entry, journal_headers
@@ -206,6 +207,8 @@ class Edge:
             # (uvicorn logs "ASGI callable returned without completing response").
             await send({"type": "http.response.body", "body": sent, "more_body": True})
 
+        if not in_process:
+            LEAVING.set(lambda: receive() if body_done else asyncio.Event().wait())  # see core.clock.pause
         try:
             asked = journaled and self.fake.canned_possible()  # none kept (the usual case): nothing to ask
             canned, app_receive = await self.canned(scope, edge_receive) if asked else (None, edge_receive)
