@@ -3,11 +3,13 @@
 Every request goes to the upstream with the client's own headers (its
 ``Authorization`` included) and the answer comes back unchanged, unless
 ``--strict`` replaces a divergent one by a 502. Requests for the spec's
-operations are read whole, checked (``checks.Contract``) and recorded; any
-other path (result files, pages the spec does not describe) is streamed
-through untouched. The proxy's own routes: ``GET /__mock__/divergences``,
-``GET /__mock__/spend``, ``GET /__mock__/health`` and the spec it checks with
-at ``/openapi.yaml`` and ``/openapi.json``.
+operations are read whole, checked (``checks.Contract``) and recorded, and so
+are their answers, incrementally and decoded, up to ``--max-answer-bytes``
+(a longer one, or a gzip bomb, is a 502 bad_gateway); any other path (result
+files, pages the spec does not describe) is streamed through untouched. The
+proxy's own routes: ``GET /__mock__/divergences``, ``GET /__mock__/spend``,
+``GET /__mock__/health`` and the spec it checks with at ``/openapi.yaml`` and
+``/openapi.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 import sys
 import time
 import traceback
+import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -61,6 +64,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length"}
+MEDIA_CHUNK = 1024 * 1024  # a gzip-encoded result file is decoded at most this much at a time
 MEDIA_TYPES = {
     "video/mp4": ".mp4",
     "video/webm": ".webm",
@@ -222,19 +226,34 @@ class Proxy:
         price_key = verdict.price_key or "unknown"
         if op.paid and not self.cap.reserve(price_key):
             return self._over_cap(exchange, verdict, price_key)
+        outgoing = self.client.build_request(
+            method,
+            self._url(request.scope),
+            headers=self._headers(request, keep_encoding=False),
+            content=exchange.raw,
+        )
         try:
-            upstream = await self.client.request(
-                method,
-                self._url(request.scope),
-                headers=self._headers(request, keep_encoding=False),
-                content=exchange.raw,
-            )
+            upstream = await self.client.send(outgoing, stream=True)
         except httpx.HTTPError as exc:
             return self._unreachable(exchange, verdict, price_key, exc)
-        content, status = upstream.content, upstream.status_code
+        try:
+            content = await read_bounded(upstream, self.config.max_answer_bytes)
+        except (AnswerTooLarge, httpx.DecodingError, zlib.error) as exc:
+            return self._unrelayable(exchange, verdict, price_key, upstream.status_code, exc)
+        except httpx.HTTPError as exc:
+            return self._unreachable(exchange, verdict, price_key, exc)
+        finally:
+            await upstream.aclose()
+        return self._relay(exchange, verdict, price_key, upstream, content)
+
+    def _relay(
+        self, exchange: Exchange, verdict: RequestVerdict, price_key: str, upstream: httpx.Response, content: bytes
+    ) -> Response:
+        """The upstream's answer (read whole, within ``--max-answer-bytes``), checked and passed on."""
+        status = upstream.status_code
         findings: list[Finding] = []
         try:
-            findings = self._observe(exchange, verdict, price_key, upstream)
+            findings = self._observe(exchange, verdict, price_key, upstream, content)
         except Exception:
             self._internal_error(f"checking the answer to {exchange.method} {exchange.path}")
         replaced = self.config.strict and any(f.in_answer for f in findings)
@@ -286,9 +305,9 @@ class Proxy:
     # -- what an answer tells ---------------------------------------------------------------
 
     def _observe(
-        self, exchange: Exchange, verdict: RequestVerdict, price_key: str, upstream: httpx.Response
+        self, exchange: Exchange, verdict: RequestVerdict, price_key: str, upstream: httpx.Response, content: bytes
     ) -> list[Finding]:
-        op, status, content = exchange.op, upstream.status_code, upstream.content
+        op, status = exchange.op, upstream.status_code
         findings = verdict.answered(status)
         answer_findings, body = self.contract.check_response(
             op, status, upstream.headers.get("content-type", ""), content
@@ -442,6 +461,7 @@ class Proxy:
         return entry
 
     async def _keep_file(self, task_id: str, n: int, url: str, answer: httpx.Response) -> dict[str, Any]:
+        """Write one result file under ``media/<task_id>/`` chunk by chunk, at most ``--max-media-bytes``."""
         assert self.recorder is not None
         kind = (answer.headers.get("content-type") or "").split(";")[0].strip().lower()
         suffix = MEDIA_TYPES.get(kind) or _suffix_of(self.redactor.text(httpx.URL(url).path))
@@ -449,13 +469,14 @@ class Proxy:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{n}{suffix}"
         temp = target.with_name(f".{target.name}.tmp")
-        size, head = 0, b""
-        with open(temp, "wb") as handle:
-            async for chunk in answer.aiter_bytes():
-                if len(head) < 16:
-                    head += chunk[: 16 - len(head)]
-                size += len(chunk)
-                handle.write(chunk)
+        size, head = await _write_bounded(answer, temp, self.config.max_media_bytes)
+        if size > self.config.max_media_bytes:
+            temp.unlink(missing_ok=True)
+            return {
+                "size": _size_of(answer),
+                "head": head.hex(),
+                "skipped": f"longer than {self.config.max_media_bytes} bytes (--max-media-bytes); not kept",
+            }
         temp.replace(target)
         return {"size": size, "head": head.hex(), "file": str(target.relative_to(self.recorder.root))}
 
@@ -499,6 +520,30 @@ class Proxy:
         self._record_refusal(exchange, verdict, status, body, "proxy")
         return _json(body, status)
 
+    def _unrelayable(
+        self, exchange: Exchange, verdict: RequestVerdict, price_key: str, status: int, exc: Exception
+    ) -> Response:
+        """A 502 for an answer too long (decoded) to relay, or that cannot be decoded; it is not read further."""
+        if exchange.op.paid:
+            if 400 <= status < 500:
+                self.cap.release()  # refused upstream: no task was made
+            else:
+                self.cap.uncertain(price_key)  # a task may exist; its id is in the answer not read
+        limit = self.config.max_answer_bytes
+        why = (
+            f"is longer than {limit} bytes (the limit, --max-answer-bytes)"
+            if isinstance(exc, AnswerTooLarge)
+            else f"could not be decoded ({type(exc).__name__}; --max-answer-bytes is {limit} bytes)"
+        )
+        message = exchange.scrub(
+            f"mockserver proxy: the upstream's answer ({status}) to {exchange.method} {exchange.path} {why}; "
+            "not relayed"
+        )
+        self.emit(message)
+        body = error_body(502, message, BAD_GATEWAY)
+        self._record_refusal(exchange, verdict, 502, body, "proxy")
+        return _json(body, 502)
+
     def _record_refusal(
         self, exchange: Exchange, verdict: RequestVerdict, status: int, answer: Any, source: str
     ) -> None:
@@ -536,6 +581,69 @@ class Proxy:
         if self.recorder is not None:
             lines.append(f"mockserver proxy: recorded to {self.recorder.root} ({self.recorder.written} write(s))")
         return lines
+
+
+async def _write_bounded(answer: httpx.Response, path: Path, limit: int) -> tuple[int, bytes]:
+    """Write the answer's body to ``path`` in chunks; stop once past ``limit`` bytes.
+
+    Returns the bytes seen (``limit + 1`` or more if it stopped, or declared longer) and the first 16."""
+    declared = answer.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit and _encoding(answer) in ("", "identity"):
+        return int(declared), b""
+    size, head = 0, b""
+    with open(path, "wb") as handle:
+        async for chunk in _decoded(answer, MEDIA_CHUNK):
+            if len(head) < 16:
+                head += chunk[: 16 - len(head)]
+            size += len(chunk)
+            if size > limit:
+                break
+            handle.write(chunk)
+    return size, head
+
+
+class AnswerTooLarge(Exception):
+    """An upstream answer whose decoded body is longer than ``--max-answer-bytes``."""
+
+
+async def read_bounded(answer: httpx.Response, limit: int) -> bytes:
+    """The decoded body of a streamed ``answer``, read incrementally; :class:`AnswerTooLarge` past ``limit``."""
+    declared = answer.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit and _encoding(answer) in ("", "identity"):
+        raise AnswerTooLarge(limit)
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in _decoded(answer, limit):
+        size += len(chunk)
+        if size > limit:
+            raise AnswerTooLarge(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _encoding(answer: httpx.Response) -> str:
+    """The answer's ``content-encoding``, lower-cased (``""`` if none)."""
+    encoding: str = answer.headers.get("content-encoding", "")
+    return encoding.strip().lower()
+
+
+async def _decoded(answer: httpx.Response, most: int) -> AsyncIterator[bytes]:
+    """The body decoded; gzip never more than ``most + 1`` bytes at a time (a gzip bomb stays small),
+    other encodings by httpx, chunk by chunk."""
+    encoding = _encoding(answer)
+    if encoding in ("", "identity"):
+        async for chunk in answer.aiter_raw():
+            yield chunk
+    elif encoding in ("gzip", "x-gzip"):
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        async for data in answer.aiter_raw():
+            while data:
+                yield inflater.decompress(data, most + 1)
+                data = inflater.unconsumed_tail
+        yield inflater.flush()
+    else:
+        async for chunk in answer.aiter_bytes():
+            yield chunk
 
 
 def _suffix_of(path: str) -> str:

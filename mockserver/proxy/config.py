@@ -5,11 +5,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_UPSTREAM = "https://api.apimart.ai"
+MiB = 1024 * 1024
+DEFAULT_MAX_ANSWER_BYTES = 16 * MiB  # an API answer (JSON), decoded, relayed at most
+DEFAULT_MAX_MEDIA_BYTES = 2048 * MiB  # a result file kept by --record-media at most
+_UNITS = {"": 1, "k": 1024, "kib": 1024, "m": MiB, "mib": MiB, "g": 1024 * MiB, "gib": 1024 * MiB}
+
+
+def byte_count(text: str) -> int:
+    """A size given on the command line: ``16777216``, ``16MiB``, ``512k``, ``2G`` (powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"not a size in bytes (e.g. 16777216, 16MiB, 512k): {text!r}")
+    return int(match.group(1)) * _UNITS[unit]
 
 
 @dataclass(frozen=True)
@@ -26,6 +40,8 @@ class ProxyConfig:
     usd_per_credit: float = 0.1
     timeout: float = 120.0
     max_connections: int = 100
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+    max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES
     log_level: str = "warning"
 
     def replace(self, **changes: Any) -> ProxyConfig:
@@ -45,6 +61,10 @@ class ProxyConfig:
             raise ValueError("--usd-per-credit must be >= 0")
         if self.max_connections < 1:
             raise ValueError("--max-connections must be >= 1")
+        if self.max_answer_bytes < 1:
+            raise ValueError("--max-answer-bytes must be >= 1")
+        if self.max_media_bytes < 1:
+            raise ValueError("--max-media-bytes must be >= 1")
         if self.record_media and not self.record:
             raise ValueError("--record-media needs --record DIR")
         return self
@@ -74,6 +94,20 @@ class ProxyConfig:
         add("--usd-per-credit", type=float, default=0.1, metavar="USD", help="US dollars per credit [0.1]")
         add("--timeout", type=float, default=120.0, metavar="S", help="seconds to wait for the upstream [120]")
         add("--max-connections", type=int, default=100, metavar="N", help="connections to the upstream at most [100]")
+        add(
+            "--max-answer-bytes",
+            type=byte_count,
+            default=DEFAULT_MAX_ANSWER_BYTES,
+            metavar="SIZE",
+            help="an API answer (decoded) relayed at most; a longer one is a 502 bad_gateway [16MiB]",
+        )
+        add(
+            "--max-media-bytes",
+            type=byte_count,
+            default=DEFAULT_MAX_MEDIA_BYTES,
+            metavar="SIZE",
+            help="with --record-media: a result file kept at most; a longer one is skipped [2GiB]",
+        )
         add(
             "--log-level",
             default="warning",
