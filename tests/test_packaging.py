@@ -16,6 +16,8 @@ import pytest
 
 from mockserver.testing import ServerProcess
 
+from .test_readme import EXAMPLES
+
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = {"schemathesis", "hypothesis", "respx", "redis", "httpx", "jsonschema", "referencing"}
 USER_TEST = """
@@ -75,11 +77,17 @@ def test_installed_as_a_user_would(wheel: Path, tmp_path: Path) -> None:
     with server, urllib.request.urlopen(f"{server.base_url}/openapi.json", timeout=5) as answer:
         assert answer.status == 200
     # the fixtures, in a user's own test suite
-    run(python, "-m", "pip", "install", "--quiet", f"{wheel}[testing]", "pytest")
+    run(python, "-m", "pip", "install", "--quiet", f"{wheel}[testing]", "pytest", "requests")
     (tmp_path / "suite").mkdir()
     (tmp_path / "suite" / "test_user.py").write_text(USER_TEST)
-    passed = run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path / "suite", check=False)
+    for name, code in EXAMPLES.items():  # the README's examples, pasted into the user's suite
+        (tmp_path / "suite" / f"test_readme_{name}.py").write_text(code)
+    (tmp_path / "suite" / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    passed = run(python, "-m", "pytest", "-v", "-p", "no:cacheprovider", cwd=tmp_path / "suite", check=False)
     assert passed.returncode == 0, passed.stdout + passed.stderr
+    for name in EXAMPLES:
+        assert f"test_readme_{name}.py::" in passed.stdout and " FAILED" not in passed.stdout, passed.stdout
+    assert f"{len(EXAMPLES) + 1} passed" in passed.stdout, passed.stdout
     # beside MockServer's client: one sentence, not a traceback
     run(python, "-m", "pip", "install", "--quiet", "--no-deps", "mockserver-client")
     clashed = run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path / "suite", check=False)
