@@ -17,6 +17,7 @@ real imagine task run after the reuse check has paid for one.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -209,6 +210,34 @@ class Suite:
         )
         self._upload_sniffing(png)
         self._upload_size_limit()
+
+    def balances(self) -> None:
+        """The account pages' answer on all four paths; an unknown key's form is an open point."""
+        for path in ("/v1/balance", "/balance", "/v1/user/balance", "/user/balance"):
+            response = self.t.get(path)
+            answer = _json(response)
+            answer = answer if isinstance(answer, dict) else {}
+            limited = answer.get("unlimited_quota") is False and _number(answer.get("remain_balance"))
+            unlimited = answer.get("unlimited_quota") is True and answer.get("remain_balance") == -1
+            ok = (
+                response.status_code == 200
+                and answer.get("success") is True
+                and _number(answer.get("used_balance"))
+                and (limited or unlimited)
+            )
+            self.r.check(
+                f"balance.shape {path}",
+                f"GET {path} answers {{success, remain_balance, used_balance, unlimited_quota}} (-1 when unlimited)",
+                bool(ok),
+                f"{response.status_code}, {dict(answer) if response.status_code == 200 else error_shape(response)}",
+            )
+        unknown = self.t.get("/v1/balance", token="contract-no-such-key")  # noqa: S106 - not a key
+        body = _json(unknown)
+        doc = 'token page: an unknown key is a 200 {"success": false, "message": …} ("Token Not Found")'
+        if unknown.status_code == 200 and isinstance(body, dict) and body.get("success") is False:
+            self.r.add("open.balance_unknown_key", doc, f"200, message {body.get('message')!r}", INFO)
+        else:
+            self.r.add("open.balance_unknown_key", doc, f"{unknown.status_code}, {error_shape(unknown)}", INFO)
 
     def _upload_sniffing(self, png: bytes) -> None:
         """The accepted upload again, its part declared ``application/octet-stream`` (as Go clients send it)."""
@@ -462,6 +491,7 @@ def _lifecycle(batch: int) -> Check:
 CHECKS: list[Check] = [
     Check("documented refusals (free)", Suite.refusals),
     Check("uploads (free)", Suite.uploads),
+    Check("balances (free)", Suite.balances),
     _lifecycle(1),
     Check("reuse: imagine task", Suite.imagine_parent, 1, PRICE_IMAGINE, 1, "reuse",
           "an imagine task in SUCCESS can be animated by task_id + index"),
@@ -478,6 +508,10 @@ CHECKS: list[Check] = [
 
 def paid_plan() -> list[Check]:
     return [check for check in CHECKS if check.tasks]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _json(response: httpx.Response) -> Any:

@@ -123,6 +123,12 @@ class Settings:
     control_token: str | None = _opt(
         None, "when set, every /__mock__/ request needs 'Authorization: Bearer TOKEN' (the dashboard page: #token=)"
     )
+    balance_unit: str = _opt(
+        "credits",
+        "unit of GET /v1/balance and /v1/user/balance: 'credits' (the ledger's) or 'usd' (× usd_per_credit); "
+        "the provider's pages say it depends on the system's configuration",
+        ("credits", "usd"),
+    )
     max_latency_ms: float = _opt(
         120_000.0, "longest wait a latency fault may add; a longer one (ms=, or a draw) is cut to it"
     )

@@ -40,7 +40,7 @@ def test_the_app_serves_exactly_the_spec_operations() -> None:
     served = {
         (method.lower(), route.path)
         for route in app.routes
-        if isinstance(route, Route) and route.path.startswith("/v1/")
+        if isinstance(route, Route) and not route.path.startswith(("/media/", "/openapi.", "/healthz"))
         for method in set(route.methods or ()) - {"HEAD"}
     }
     documented = {(method, path) for path, item in DOC["paths"].items() for method in item if method != "parameters"}

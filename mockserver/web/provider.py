@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from ..core import dialects
+from ..core import dialects, ledger
 from ..core.errors import ApiError, bad_request
 from ..core.faults import FAULT_HEADER
 from ..core.jsonio import dumps
@@ -52,6 +52,7 @@ IMAGINE_PATHS = ("/v1/midjourney/generations", "/v1/midjourney/generations/imagi
 UNIFIED_POLL = "/v1/tasks/"
 MJ_POLL = "/v1/midjourney/"
 SUBMITTED = (b'{"code":200,"data":[{"status":"submitted","task_id":', b"}]}")  # the id (JSON) between
+BALANCE_PATHS = ("/v1/balance", "/balance", "/v1/user/balance", "/user/balance")
 SHORT_BODY = 200  # bytes: within ``service.shortened``'s limit for one string
 
 
@@ -270,6 +271,22 @@ class ProviderRoutes:
             }
         )
 
+    async def balance(self, request: Request) -> Response:
+        """The key's or the account's balance; each key is its own account, so both are the same."""
+        fake = self.fake
+        noted = facts(request)
+        header = request.headers.get("authorization")
+        try:
+            account = await fake.authorize(header, noted)
+        except ApiError as exc:
+            if exc.status == 401 and header and header.strip():
+                return JSONResponse(ledger.UNKNOWN_KEY)  # a key that is not known: a 200, as the page shows
+            raise
+        found = fake.ledger(account, limit=0)["accounts"][account]
+        settings = fake.settings
+        per_unit = settings.usd_per_credit if settings.balance_unit == "usd" else 1.0
+        return JSONResponse(ledger.balance_answer(found["remaining"], found["spent"], per_unit))
+
     def routes(self) -> list[BaseRoute]:
         """The same routes for Starlette's router (what ``find`` leaves to it reaches them there)."""
         return [
@@ -278,6 +295,7 @@ class ProviderRoutes:
             Route(UNIFIED_POLL + "{task_id}", _Endpoint(self.get_task), methods=["GET"]),
             Route(MJ_POLL + "{task_id}", _Endpoint(self.get_mj_task), methods=["GET"]),
             Route("/v1/uploads/images", self.upload_image, methods=["POST"]),
+            *(Route(path, self.balance, methods=["GET"]) for path in BALANCE_PATHS),
         ]
 
 

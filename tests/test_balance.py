@@ -1,0 +1,79 @@
+"""GET /v1/balance, /balance, /v1/user/balance, /user/balance: the provider's account pages, answered
+from the fake's ledger (README, Fidelity: "balance endpoints")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from mockserver import Settings, create_app
+from mockserver.core.clock import VirtualClock
+from mockserver.core.spec import Spec
+from mockserver.testing.transport import SyncASGITransport
+
+PATHS = ["/v1/balance", "/balance", "/v1/user/balance", "/user/balance"]
+KEY = {"Authorization": "Bearer k1"}
+BODY = {"prompt": "p", "image_urls": ["https://example.com/a.png"]}
+
+
+def client(**settings: Any) -> Iterator[httpx.Client]:
+    app = create_app(Settings(**{"task_seconds": 0, **settings}), clock=VirtualClock())
+    transport = SyncASGITransport(app)
+    with httpx.Client(transport=transport, base_url="http://127.0.0.1:8000", headers=KEY) as c:
+        yield c
+    transport.close()
+
+
+@pytest.fixture
+def api() -> Iterator[httpx.Client]:
+    yield from client()
+
+
+def conforms(body: Any) -> None:
+    Spec.shared().check("Balance", body)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_an_account_with_no_balance_set_is_unlimited(api: httpx.Client, path: str) -> None:
+    body = api.get(path).json()
+    conforms(body)
+    assert body == {"success": True, "remain_balance": -1, "used_balance": 0.0, "unlimited_quota": True}
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_used_and_remaining_follow_the_ledger(api: httpx.Client, path: str) -> None:
+    api.post("/__mock__/balances", json={"token": "k1", "balance": 10})
+    assert api.post("/v1/midjourney/generations/video", json={**BODY, "batch_size": 2}).status_code == 200
+    body = api.get(path).json()
+    conforms(body)
+    assert body == {"success": True, "remain_balance": 6.0, "used_balance": 4.0, "unlimited_quota": False}
+
+
+def test_a_refunded_task_costs_nothing() -> None:
+    for c in client():
+        c.post("/__mock__/balances", json={"token": "k1", "balance": 10})
+        c.post("/v1/midjourney/generations/video", json=BODY, headers={"X-Mock-Scenario": "fail"})
+        c.get("/v1/tasks/" + c.get("/__mock__/tasks").json()["tasks"][0]["record"]["id"])
+        assert c.get("/v1/balance").json()["remain_balance"] == 10
+
+
+def test_the_unit_is_a_setting() -> None:
+    for c in client(balance_unit="usd", usd_per_credit=0.1):
+        c.post("/__mock__/balances", json={"token": "k1", "balance": 10})
+        c.post("/v1/midjourney/generations/video", json=BODY)
+        assert c.get("/v1/balance").json() == {
+            "success": True, "remain_balance": 0.8, "used_balance": 0.2, "unlimited_quota": False
+        }  # fmt: skip
+
+
+def test_an_unknown_key_is_a_200_saying_so_and_no_key_a_401() -> None:
+    for c in client(api_keys="k1"):
+        unknown = c.get("/v1/balance", headers={"Authorization": "Bearer nope"})
+        assert unknown.status_code == 200
+        conforms(unknown.json())
+        assert unknown.json() == {"success": False, "message": "Failed to get token info"}
+        missing = c.get("/v1/user/balance", headers={"Authorization": ""})
+        assert missing.status_code == 401 and missing.json()["error"]["code"] == 401
