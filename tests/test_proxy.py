@@ -637,3 +637,29 @@ def test_e2e_strict_proxy_process_answers_502_for_a_broken_upstream(tmp_path: Pa
     assert "DIVERGENCE task.clip_count: GET /v1/tasks/" in output
     assert "seen: 1 URL(s) in video_urls [answer replaced by 502]" in output
     assert "1 divergence(s) from spec/openapi.yaml: task.clip_count 1" in output
+
+
+def test_a_client_polling_both_task_endpoints_raises_no_false_alarm() -> None:
+    """Statuses are ordered on one scale across the two dialects: SUCCESS then completed (and
+    FAILURE then failed) is the same final outcome, not a status moving backwards."""
+    clock = VirtualClock()
+    upstream = fake(clock, task_seconds=8, task_dialect="unified")
+
+    async def scenario() -> None:
+        async with rig(upstream, strict=True) as r:
+            done = await submit(r.client, body(batch_size=2))
+            refused = await r.client.post(VIDEO, json=body(), headers={"X-Mock-Scenario": "fail"})
+            failed = refused.json()["data"][0]["task_id"]
+            for _ in range(6):
+                for task_id in (done, failed):
+                    for path in (f"/v1/midjourney/{task_id}", f"/v1/tasks/{task_id}"):
+                        answer = await r.client.get(path)
+                        assert answer.status_code == 200, (path, answer.text)
+                clock.advance(2)
+            assert (await r.client.get(f"/v1/tasks/{done}")).json()["data"]["status"] == "completed"
+            assert (await r.client.get(f"/v1/midjourney/{done}")).json()["status"] == "SUCCESS"
+            assert (await r.client.get(f"/v1/tasks/{failed}")).json()["data"]["status"] == "failed"
+            assert (await r.client.get(f"/v1/midjourney/{failed}")).json()["status"] == "FAILURE"
+            assert r.counts() == {}
+
+    run(scenario())

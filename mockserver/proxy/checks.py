@@ -363,6 +363,9 @@ ORDER = (
 )
 
 
+SUCCESS, FAILED = "success", "failed"  # a final outcome, whichever dialect showed it
+
+
 class TaskBook:
     """The tasks seen, newest kept (a bounded map), and the rules across their polls."""
 
@@ -401,7 +404,8 @@ class TaskBook:
         rank = reading.rank
         if rank is None:
             return findings, False  # an unknown status: the response schema names it
-        backwards = rank < watch.rank or (watch.final is not None and reading.status != watch.final)
+        changed = watch.final is not None and (not reading.final or reading.success != (watch.final == SUCCESS))
+        backwards = rank < watch.rank or changed  # a final outcome, in either dialect, stays
         if backwards:
             findings.append(
                 self._flag(watch, Finding("task.status_order", ORDER, f"{reading.status} after {watch.last}"))
@@ -410,7 +414,7 @@ class TaskBook:
         watch.rank = max(watch.rank, rank)
         first_final = reading.final and watch.final is None
         if first_final:
-            watch.final = reading.status
+            watch.final = SUCCESS if reading.success else FAILED  # one scale for both dialects
         if reading.success and watch.batch_size is not None and (watch.kind == "video" or reading.media == "videos"):
             count = len(reading.urls)
             if count != watch.batch_size:
