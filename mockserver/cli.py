@@ -114,6 +114,9 @@ def serve(settings: Settings) -> int:
             file=sys.stderr,
             flush=True,
         )
+    replayed = app.state.fake.replay
+    if replayed is not None:
+        print(f"mockserver: replaying {len(replayed)} recorded submission(s) from {settings.replay}", flush=True)
     public = settings.public_url or f"http://{settings.host}:{settings.port}"
     print(
         f"mockserver: serving on http://{settings.host}:{settings.port} "

@@ -247,6 +247,7 @@ def test_e2e_record_calibrate_replay(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == f"mockserver calibrate: wrote {settings_file}", done.stderr
     calibrated = yaml.safe_load(settings_file.read_text())
     assert set(calibrated) == {"task_dialect", "unified_url_shape", "unified_video_items", "task_seconds"}
     assert calibrated["task_dialect"] == "unified" and calibrated["unified_url_shape"] == "string"
@@ -254,13 +255,15 @@ def test_e2e_record_calibrate_replay(tmp_path: Path) -> None:
     assert 2.2 < calibrated["task_seconds"] < 3.2
     assert calibrate(record)[0] == calibrated
 
-    with ServerProcess(["--replay", str(record), "--config", str(settings_file)]) as replaying:
+    replaying = ServerProcess(["--replay", str(record), "--config", str(settings_file)], log=tmp_path / "replay.log")
+    with replaying:
         replayed = run_flow(replaying.base_url)
         with httpx.Client(base_url=replaying.base_url, headers=AUTH, timeout=10) as client:
             fresh = client.post(VIDEO, json={"prompt": "never recorded", "image_urls": [FRAME]}).json()
             internal = client.get(f"/__mock__/tasks/{fresh['data'][0]['task_id']}").json()["record"]
             assert "replay" not in internal["params"]  # the fake's own rules
     assert replayed == recorded
+    assert f"mockserver: replaying {len(BODIES)} recorded submission(s) from {record}" in replaying.stop()
 
 
 def test_calibrate_reads_the_mj_dialect_and_refuses_an_empty_recording(tmp_path: Path) -> None:

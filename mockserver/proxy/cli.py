@@ -90,6 +90,6 @@ def run_calibrate(directory: str, out: str) -> int:
         sys.stdout.write(text)
     else:
         Path(out).write_text(text, encoding="utf-8")
-        print(f"mockserver calibrate: wrote {out}", file=sys.stderr)
-        sys.stderr.write(text)
+        sys.stderr.write(text if text.endswith("\n") else text + "\n")
+        print(f"mockserver calibrate: wrote {out}", file=sys.stderr)  # a line of its own, last
     return 0
