@@ -616,7 +616,6 @@ class Fake:
         if info is None:
             shown = content_type or "unknown"
             raise bad_request(f"file must be a JPEG, PNG, GIF or WebP image (declared {shown}, not one)", "file")
-        self._make_room_for(account, len(data))
         upload = UploadRecord(
             id=self.new_id("upl"),
             account=account,
@@ -626,29 +625,29 @@ class Fake:
             created_at=self.clock.now(),
             data=data,
         )
-        self.store.put_upload(upload)
+        self._store_within_quota(upload)
         return upload
 
-    def _make_room_for(self, account: str, size: int) -> None:
-        """Evict expired uploads, then refuse (413) an upload beyond the account's or the server's byte quota."""
-        expired_before = self.clock.now() - self.settings.upload_ttl_seconds
-        kept = []
-        for upload in self.store.upload_records():
-            if upload.created_at <= expired_before:
-                self.store.delete_upload(upload.id)
-            else:
-                kept.append(upload)
-        mine = sum(u.size for u in kept if u.account == account)
-        if mine + size > self.settings.upload_quota_bytes:
+    def _store_within_quota(self, upload: UploadRecord) -> None:
+        """Evict expired uploads, then store the upload, or refuse it (413) beyond the account's or the
+        server's byte quota: one atomic store call, against the store's running totals (no listing)."""
+        refused = self.store.put_upload(
+            upload,
+            account_quota=self.settings.upload_quota_bytes,
+            total_quota=self.settings.upload_total_bytes,
+            evict_by=self.clock.now() - self.settings.upload_ttl_seconds,
+        )
+        if refused is None:
+            return
+        if refused.scope == "account":
             raise ApiError(
                 413,
-                f"this account keeps {mine} bytes of uploads; {size} more would pass its quota of "
+                f"this account keeps {refused.held} bytes of uploads; {upload.size} more would pass its quota of "
                 f"{self.settings.upload_quota_bytes} (uploads expire "
                 f"{self.settings.upload_ttl_seconds:g} s after upload)",
                 param="file",
             )
-        if sum(u.size for u in kept) + size > self.settings.upload_total_bytes:
-            raise ApiError(413, "the server's upload storage is full; retry when older uploads expire", param="file")
+        raise ApiError(413, "the server's upload storage is full; retry when older uploads expire", param="file")
 
     # -- media --------------------------------------------------------------------------
 

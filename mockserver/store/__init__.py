@@ -1,9 +1,18 @@
 """Where records are kept: one small interface, several implementations, chosen by URL."""
 
-from .base import AccountLimit, Overdraft, Spending, Store
+from .base import AccountLimit, Overdraft, Spending, Store, UploadRefused, UploadUsage
 from .memory import MemoryStore
 
-__all__ = ["AccountLimit", "MemoryStore", "Overdraft", "Spending", "Store", "open_store"]
+__all__ = [
+    "AccountLimit",
+    "MemoryStore",
+    "Overdraft",
+    "Spending",
+    "Store",
+    "UploadRefused",
+    "UploadUsage",
+    "open_store",
+]
 
 
 def open_store(

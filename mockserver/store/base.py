@@ -33,6 +33,16 @@ task, binds the key and adds the charge, all at once. Evicting or replacing a ta
 takes its charge and its refund (queued or moved) out again, and a reset clears the
 account's totals with its tasks, so ``spending(account, now)`` always equals what
 ``ledger.summary`` derives from the stored tasks at ``now``.
+
+**Running totals: the bytes of uploads held, in O(1) per upload.** The upload quotas
+(per account and for the whole server) would cost O(n) per upload if every held upload
+were summed. So each store also keeps, per account and in total, the bytes of the uploads
+it holds, updated in the same atomic step as the upload itself: ``put_upload`` (which, given
+quotas, refuses with ``UploadRefused`` instead of storing, checked in that step, after evicting
+the expired uploads, the oldest first: O(1) amortised per upload evicted), replacing an upload,
+``delete_upload``, ``reset`` (of an account or of everything) and so an import (a reset, then
+``put_upload``). Each store's ``upload_usage(account)`` always equals what summing
+``upload_records()`` gives.
 """
 
 from __future__ import annotations
@@ -76,6 +86,33 @@ class Spending(NamedTuple):
     @property
     def spent(self) -> float:
         return self.charged - self.refunded
+
+
+class UploadUsage(NamedTuple):
+    """The bytes of the uploads held: the account's and the whole server's (running totals)."""
+
+    account: int
+    total: int
+
+
+@dataclass(frozen=True)
+class UploadRefused:
+    """``put_upload`` refused: the upload would pass the ``scope``'s quota (``"account"`` or
+    ``"total"``), which holds ``held`` bytes already; nothing stored."""
+
+    scope: str
+    held: int
+
+
+def upload_refusal(
+    usage: UploadUsage, size: int, account_quota: int | None, total_quota: int | None
+) -> UploadRefused | None:
+    """Which quota an upload of ``size`` bytes would pass, given what is held (the account's first)."""
+    if account_quota is not None and usage.account + size > account_quota:
+        return UploadRefused("account", usage.account)
+    if total_quota is not None and usage.total + size > total_quota:
+        return UploadRefused("total", usage.total)
+    return None
 
 
 def booking(record: TaskRecord) -> tuple[str, float, float | None]:
@@ -123,8 +160,22 @@ class Store(Protocol):
     # idempotency (keys are bound by ``put_task_once`` only: never to a task that is not stored)
     def idempotent_task(self, account: str, key: str) -> str | None: ...
 
-    # uploads
-    def put_upload(self, upload: UploadRecord) -> None: ...
+    # uploads (and the running totals of their bytes: see above)
+    def put_upload(
+        self,
+        upload: UploadRecord,
+        *,
+        account_quota: int | None = None,
+        total_quota: int | None = None,
+        evict_by: float | None = None,
+    ) -> UploadRefused | None:
+        """Store or replace an upload, its bytes counted in the running totals, in one atomic step.
+        With ``evict_by``: first forget the uploads created at or before that time (expired), the
+        oldest first, whatever comes next (costs the number evicted, not the number held). With
+        quotas: refused (``UploadRefused``, nothing stored) when the account's bytes held plus
+        ``upload.size`` would pass ``account_quota``, else when the server's would pass ``total_quota``.
+        (Each store also offers ``upload_usage(account)``, the totals as an ``UploadUsage``.)"""
+        ...
 
     def get_upload(self, upload_id: str) -> UploadRecord | None: ...
 

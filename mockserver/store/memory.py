@@ -28,7 +28,7 @@ from ..core.journal import Entry
 from ..core.jsonio import dumps
 from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
-from .base import EPSILON, AccountLimit, Limit, Overdraft, Spending, booking
+from .base import EPSILON, AccountLimit, Limit, Overdraft, Spending, UploadRefused, UploadUsage, booking, upload_refusal
 
 
 class MemoryStore:
@@ -55,6 +55,11 @@ class MemoryStore:
         self._refunds: dict[str, tuple[str, float, float]] = {}
         self._due: dict[str, list[tuple[float, str]]] = {}
         self._uploads: dict[str, UploadRecord] = {}
+        # running totals of the uploads' bytes (base.py): per account, and in all; a heap of
+        # (created_at, upload id) for expiry, oldest first (entries of uploads gone or replaced skipped)
+        self._upload_bytes: dict[str, int] = {}
+        self._upload_total = 0
+        self._upload_times: list[tuple[float, str]] = []
         self._rules: dict[str, FaultRule] = {}
         self._fired: dict[str, int] = {}
         self._windows: dict[str, tuple[int, int]] = {}
@@ -201,8 +206,58 @@ class MemoryStore:
 
     # uploads
 
-    def put_upload(self, upload: UploadRecord) -> None:
-        self._uploads[upload.id] = upload
+    def put_upload(
+        self,
+        upload: UploadRecord,
+        *,
+        account_quota: int | None = None,
+        total_quota: int | None = None,
+        evict_by: float | None = None,
+    ) -> UploadRefused | None:
+        with self._lock:
+            if evict_by is not None:
+                self._evict_uploads(evict_by)
+            if account_quota is not None or total_quota is not None:
+                usage = UploadUsage(self._upload_bytes.get(upload.account, 0), self._upload_total)
+                refused = upload_refusal(usage, upload.size, account_quota, total_quota)
+                if refused is not None:
+                    return refused
+            old = self._uploads.get(upload.id)
+            if old is not None:
+                self._uncount_upload(old)
+            self._uploads[upload.id] = upload
+            self._upload_bytes[upload.account] = self._upload_bytes.get(upload.account, 0) + upload.size
+            self._upload_total += upload.size
+            if old is None or old.created_at != upload.created_at:
+                heapq.heappush(self._upload_times, (upload.created_at, upload.id))
+            return None
+
+    def _uncount_upload(self, upload: UploadRecord) -> None:
+        """Take a stored upload's bytes out of the running totals (under the lock)."""
+        left = self._upload_bytes.get(upload.account, 0) - upload.size
+        if left:
+            self._upload_bytes[upload.account] = left
+        else:
+            self._upload_bytes.pop(upload.account, None)
+        self._upload_total -= upload.size
+
+    def upload_usage(self, account: str) -> UploadUsage:
+        """The bytes of uploads held by ``account`` and by everyone (the running totals)."""
+        with self._lock:
+            return UploadUsage(self._upload_bytes.get(account, 0), self._upload_total)
+
+    def _evict_uploads(self, created_by: float) -> int:
+        """Forget the uploads created at or before ``created_by``, oldest first (under the lock)."""
+        evicted = 0
+        times = self._upload_times
+        while times and times[0][0] <= created_by:
+            created_at, upload_id = heapq.heappop(times)
+            upload = self._uploads.get(upload_id)
+            if upload is not None and upload.created_at == created_at:
+                del self._uploads[upload_id]
+                self._uncount_upload(upload)
+                evicted += 1
+        return evicted
 
     def get_upload(self, upload_id: str) -> UploadRecord | None:
         return self._uploads.get(upload_id)
@@ -212,7 +267,11 @@ class MemoryStore:
 
     def delete_upload(self, upload_id: str) -> bool:
         with self._lock:
-            return self._uploads.pop(upload_id, None) is not None
+            upload = self._uploads.pop(upload_id, None)
+            if upload is None:
+                return False
+            self._uncount_upload(upload)  # its entry in the heap is skipped when its time comes
+            return True
 
     # journal
 
@@ -356,7 +415,11 @@ class MemoryStore:
         self._refunds = {k: v for k, v in self._refunds.items() if v[0] != account}
         self._spend.pop(account, None)
         self._due.pop(account, None)
-        self._uploads = {k: v for k, v in self._uploads.items() if v.account != account}
+        with self._lock:
+            self._uploads = {k: v for k, v in self._uploads.items() if v.account != account}
+            self._upload_total -= self._upload_bytes.pop(account, 0)
+            self._upload_times = [(u.created_at, u.id) for u in self._uploads.values()]
+            heapq.heapify(self._upload_times)
         kept = [kept for kept in self._journal if _account_of(kept[2]) != account]
         self._journal = deque(kept, maxlen=self._journal.maxlen)
         self._journal_bytes = sum(size for _, size, _ in kept)

@@ -29,7 +29,7 @@ from ..core.errors import StoreUnavailable
 from ..core.faults import FaultRule
 from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
-from .base import AccountLimit, Limit, Overdraft, Spending, Store, booking
+from .base import AccountLimit, Limit, Overdraft, Spending, Store, UploadRefused, UploadUsage, booking
 from .guard import Guard
 
 if TYPE_CHECKING:
@@ -143,6 +143,86 @@ if ARGV[8] ~= '' then
 end
 return 1
 """
+# The uploads' scripts: each is one atomic step over the upload and the running totals of the bytes held
+# (``base.py``). KEYS (all of them): uploads (id -> metadata JSON), upload_data (id -> bytes), upload_bytes
+# (account -> bytes held), upload_total (bytes held in all), upload_times (ids scored by created_at, for
+# expiry), upload_totals (set once the totals are kept: a Redis written before them has them summed once).
+UPLOAD_KEYS = ("uploads", "upload_data", "upload_bytes", "upload_total", "upload_times", "upload_totals")
+UPLOAD_PRELUDE = """
+local function uncount(account, size)
+  if redis.call('HINCRBY', KEYS[3], account, -size) <= 0 then redis.call('HDEL', KEYS[3], account) end
+  redis.call('INCRBY', KEYS[4], -size)
+end
+if redis.call('EXISTS', KEYS[6]) == 0 then
+  redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+  local all = redis.call('HGETALL', KEYS[1])
+  local total = 0
+  for i = 1, #all, 2 do
+    local meta = cjson.decode(all[i + 1])
+    redis.call('HINCRBY', KEYS[3], meta.account, string.format('%d', meta.size))
+    redis.call('ZADD', KEYS[5], string.format('%.17g', meta.created_at), all[i])
+    total = total + meta.size
+  end
+  redis.call('SET', KEYS[4], string.format('%d', total))
+  redis.call('SET', KEYS[6], '1')
+end
+"""
+# ARGV: id, metadata JSON, data, account, size, created_at, the account's quota or '', the server's quota or '',
+#       evict_by or '' (the uploads created at or before it are evicted first)
+PUT_UPLOAD = (
+    UPLOAD_PRELUDE
+    + """
+if ARGV[9] ~= '' then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', ARGV[9])) do
+    local old = redis.call('HGET', KEYS[1], id)
+    if old then
+      local meta = cjson.decode(old)
+      uncount(meta.account, meta.size)
+      redis.call('HDEL', KEYS[1], id)
+      redis.call('HDEL', KEYS[2], id)
+    end
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[9])
+end
+local size = tonumber(ARGV[5])
+local mine = tonumber(redis.call('HGET', KEYS[3], ARGV[4]) or '0')
+local total = tonumber(redis.call('GET', KEYS[4]) or '0')
+if ARGV[7] ~= '' and mine + size > tonumber(ARGV[7]) then return {'account', mine} end
+if ARGV[8] ~= '' and total + size > tonumber(ARGV[8]) then return {'total', total} end
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local meta = cjson.decode(old)
+  uncount(meta.account, meta.size)
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('HINCRBY', KEYS[3], ARGV[4], ARGV[5])
+redis.call('INCRBY', KEYS[4], ARGV[5])
+redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])
+return {'stored', 0}
+"""
+)
+# ARGV: id
+DELETE_UPLOAD = (
+    UPLOAD_PRELUDE
+    + """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+if not old then return 0 end
+local meta = cjson.decode(old)
+uncount(meta.account, meta.size)
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+)
+# ARGV: account
+UPLOAD_USAGE = (
+    UPLOAD_PRELUDE
+    + """
+return {tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0'), tonumber(redis.call('GET', KEYS[4]) or '0')}
+"""
+)
 SHARED_VERSION = "shared_version"  # bumped by every change of what every request reads
 SHARED_CHANNEL = "shared_changed"  # and announced here (``redis_hot`` subscribes)
 # The Store methods that change it: each also calls ``_changed`` (wrapped below the class).
@@ -190,6 +270,9 @@ class RedisStore:
         self._put_once = self.r.register_script(PUT_ONCE)
         self._swap_script = self.r.register_script(SWAP)
         self._append_many = self.r.register_script(APPEND_MANY)
+        self._put_upload = self.r.register_script(PUT_UPLOAD)
+        self._delete_upload = self.r.register_script(DELETE_UPLOAD)
+        self._upload_usage = self.r.register_script(UPLOAD_USAGE)
         self._hot: RedisHot | None = None
 
     def k(self, name: str) -> str:
@@ -353,12 +436,37 @@ class RedisStore:
 
     # uploads
 
-    def put_upload(self, upload: UploadRecord) -> None:
+    def _upload_keys(self) -> list[str]:
+        return [self.k(name) for name in UPLOAD_KEYS]
+
+    def put_upload(
+        self,
+        upload: UploadRecord,
+        *,
+        account_quota: int | None = None,
+        total_quota: int | None = None,
+        evict_by: float | None = None,
+    ) -> UploadRefused | None:
         meta = {k: getattr(upload, k) for k in ("id", "account", "filename", "content_type", "size", "created_at")}
-        pipe = self.r.pipeline()
-        pipe.hset(self.k("uploads"), upload.id, json.dumps(meta))
-        pipe.hset(self.k("upload_data"), upload.id, upload.data)
-        pipe.execute()
+        args: list[str | bytes] = [
+            upload.id,
+            json.dumps(meta),
+            upload.data,
+            upload.account,
+            str(int(upload.size)),
+            repr(float(upload.created_at)),
+            "" if account_quota is None else str(int(account_quota)),
+            "" if total_quota is None else str(int(total_quota)),
+            "" if evict_by is None else repr(float(evict_by)),
+        ]
+        status, held = self._put_upload(keys=self._upload_keys(), args=args)
+        return None if status == b"stored" else UploadRefused(status.decode(), int(held))
+
+    def upload_usage(self, account: str) -> UploadUsage:
+        """The bytes of uploads held by ``account`` and by everyone (the running totals)."""
+        with self._guard:
+            mine, total = self._upload_usage(keys=self._upload_keys(), args=[account])
+        return UploadUsage(int(mine), int(total))
 
     def get_upload(self, upload_id: str) -> UploadRecord | None:
         meta, data = self.r.hmget(self.k("uploads"), upload_id), self.r.hget(self.k("upload_data"), upload_id)
@@ -371,10 +479,7 @@ class RedisStore:
         return sorted((UploadRecord(**m, data=b"") for m in metas), key=lambda u: (u.created_at, u.id))
 
     def delete_upload(self, upload_id: str) -> bool:
-        pipe = self.r.pipeline()
-        pipe.hdel(self.k("uploads"), upload_id)
-        pipe.hdel(self.k("upload_data"), upload_id)
-        return bool(pipe.execute()[0])
+        return bool(self._delete_upload(keys=self._upload_keys(), args=[upload_id]))
 
     # journal
 
@@ -542,9 +647,8 @@ class RedisStore:
         self.r.delete(self.k(f"refunds:{account}"))
         self.r.delete(self.k(f"task_order:{account}"))
         for upload_id, meta in self.r.hgetall(self.k("uploads")).items():
-            if json.loads(meta).get("account") == account:
-                self.r.hdel(self.k("uploads"), upload_id)
-                self.r.hdel(self.k("upload_data"), upload_id)
+            if json.loads(meta).get("account") == account:  # each with its bytes in the totals
+                self._delete_upload(keys=self._upload_keys(), args=[upload_id])
         for raw in self.r.lrange(self.k("journal"), 0, -1):
             if json.loads(json.loads(raw)[1]).get("account") == account:
                 self.r.lrem(self.k("journal"), 0, raw)

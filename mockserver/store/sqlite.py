@@ -29,15 +29,15 @@ from ..core.errors import StoreUnavailable
 from ..core.faults import FaultRule
 from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
-from .base import EPSILON, AccountLimit, Limit, Overdraft, Spending, booking
+from .base import EPSILON, AccountLimit, Limit, Overdraft, Spending, UploadRefused, UploadUsage, booking, upload_refusal
 from .guard import Guard
 
 if TYPE_CHECKING:
     from .aio import HotStore
     from .sqlite_hot import SQLiteHot
 
-SCHEMA_VERSION = 4  # 2: running totals (spend, refunds), keys found by task; 3: canned responses, account settings;
-# 4: the shared settings' version (bumped by triggers)
+SCHEMA_VERSION = 5  # 2: running totals (spend, refunds), keys found by task; 3: canned responses, account settings;
+# 4: the shared settings' version (bumped by triggers); 5: uploads' size and time as columns, their bytes' totals
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, account TEXT NOT NULL, created_at REAL NOT NULL,
@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, account TEXT NOT NULL, cr
 CREATE INDEX IF NOT EXISTS tasks_account ON tasks(account);
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at);
 CREATE TABLE IF NOT EXISTS idempotency (account TEXT, key TEXT, task_id TEXT, PRIMARY KEY (account, key));
-CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, account TEXT, meta TEXT NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, account TEXT, meta TEXT NOT NULL, data BLOB NOT NULL,
+                                    size INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rules (id TEXT PRIMARY KEY, pos INTEGER, data TEXT NOT NULL,
                                   fired INTEGER NOT NULL DEFAULT 0);
@@ -93,6 +94,29 @@ SHARED_SCHEMA = [
     "INSERT INTO task_counts VALUES (new.account, 1) ON CONFLICT(account) DO UPDATE SET n = n + 1; END",
 ]
 
+# The bytes of the uploads held, per account and in all, kept by triggers in the same statement as the
+# upload (``base.py``): a quota check reads two rows, not every upload. Uploads are written with an upsert,
+# never ``INSERT OR REPLACE`` (whose deletions fire no trigger).
+UPLOAD_SCHEMA = [
+    "CREATE INDEX IF NOT EXISTS uploads_created ON uploads(created_at)",
+    "CREATE TABLE IF NOT EXISTS upload_bytes (account TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS upload_total (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO upload_bytes SELECT account, SUM(size) FROM uploads GROUP BY account",
+    "INSERT OR IGNORE INTO upload_total SELECT 1, COALESCE(SUM(size), 0) FROM uploads",
+    "CREATE TRIGGER IF NOT EXISTS uploads_counted AFTER INSERT ON uploads BEGIN "
+    "INSERT INTO upload_bytes VALUES (new.account, new.size) ON CONFLICT(account) DO UPDATE SET n = n + new.size; "
+    "UPDATE upload_total SET n = n + new.size WHERE id = 1; END",
+    "CREATE TRIGGER IF NOT EXISTS uploads_uncounted AFTER DELETE ON uploads BEGIN "
+    "UPDATE upload_bytes SET n = n - old.size WHERE account = old.account; "
+    "DELETE FROM upload_bytes WHERE account = old.account AND n = 0; "
+    "UPDATE upload_total SET n = n - old.size WHERE id = 1; END",
+    "CREATE TRIGGER IF NOT EXISTS uploads_recounted AFTER UPDATE OF account, size ON uploads BEGIN "
+    "UPDATE upload_bytes SET n = n - old.size WHERE account = old.account; "
+    "DELETE FROM upload_bytes WHERE account = old.account AND n = 0; "
+    "INSERT INTO upload_bytes VALUES (new.account, new.size) ON CONFLICT(account) DO UPDATE SET n = n + new.size; "
+    "UPDATE upload_total SET n = n - old.size + new.size WHERE id = 1; END",
+]
+
 LEDGER = ("spend", "refunds")
 
 
@@ -136,6 +160,18 @@ class SQLiteStore:
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     db.execute(statement)
                 for statement in SHARED_SCHEMA:
+                    db.execute(statement)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(uploads)")}
+                if "size" not in columns:  # a file from before version 5: the columns, filled from the metadata
+                    db.execute("ALTER TABLE uploads ADD COLUMN size INTEGER NOT NULL DEFAULT 0")
+                    db.execute("ALTER TABLE uploads ADD COLUMN created_at REAL NOT NULL DEFAULT 0")
+                    for upload_id, meta in db.execute("SELECT id, meta FROM uploads").fetchall():
+                        fields = json.loads(meta)
+                        db.execute(
+                            "UPDATE uploads SET size = ?, created_at = ? WHERE id = ?",
+                            (int(fields["size"]), float(fields["created_at"]), upload_id),
+                        )
+                for statement in UPLOAD_SCHEMA:  # after the columns: the totals are summed from them once
                     db.execute(statement)
                 if version < 2:  # the running totals came with version 2: sum them from the tasks once
                     for (data,) in db.execute("SELECT data FROM tasks ORDER BY rowid").fetchall():
@@ -358,13 +394,44 @@ class SQLiteStore:
 
     # uploads
 
-    def put_upload(self, upload: UploadRecord) -> None:
+    def put_upload(
+        self,
+        upload: UploadRecord,
+        *,
+        account_quota: int | None = None,
+        total_quota: int | None = None,
+        evict_by: float | None = None,
+    ) -> UploadRefused | None:
         meta = {k: getattr(upload, k) for k in ("id", "account", "filename", "content_type", "size", "created_at")}
         with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?)",
-                (upload.id, upload.account, json.dumps(meta), upload.data),
+            if evict_by is not None:  # the oldest first, by the index; the triggers take their bytes out
+                db.execute("DELETE FROM uploads WHERE created_at <= ?", (evict_by,))
+            if account_quota is not None or total_quota is not None:
+                refused = upload_refusal(
+                    self._upload_usage(db, upload.account), upload.size, account_quota, total_quota
+                )
+                if refused is not None:
+                    return refused
+            db.execute(  # an upsert: the totals' triggers see a replaced upload as an update
+                "INSERT INTO uploads (id, account, meta, data, size, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET account = excluded.account, meta = excluded.meta, data = excluded.data, "
+                "size = excluded.size, created_at = excluded.created_at",
+                (upload.id, upload.account, json.dumps(meta), upload.data, upload.size, upload.created_at),
             )
+        return None
+
+    @staticmethod
+    def _upload_usage(db: sqlite3.Connection, account: str) -> UploadUsage:
+        row = db.execute(  # one statement: one snapshot
+            "SELECT (SELECT n FROM upload_bytes WHERE account = ?), (SELECT n FROM upload_total WHERE id = 1)",
+            (account,),
+        ).fetchone()
+        return UploadUsage(int(row[0] or 0), int(row[1] or 0))
+
+    def upload_usage(self, account: str) -> UploadUsage:
+        """The bytes of uploads held by ``account`` and by everyone (the running totals)."""
+        with self._lock, self._guard:
+            return self._upload_usage(self._connection(), account)
 
     def get_upload(self, upload_id: str) -> UploadRecord | None:
         row = self._one("SELECT meta, data FROM uploads WHERE id = ?", (upload_id,))
@@ -553,6 +620,8 @@ class SQLiteStore:
                 for table in ("tasks", "idempotency", "uploads", "journal", "rules", "windows", "balances", *LEDGER,
                               "canned", "account_settings"):  # fmt: skip
                     db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+                db.execute("DELETE FROM upload_bytes")  # emptied by the uploads' triggers already: made sure
+                db.execute("UPDATE upload_total SET n = 0")
                 return
             for table in ("tasks", "idempotency", "uploads", "journal", "windows", "balances", *LEDGER,
                           "account_settings"):  # fmt: skip
