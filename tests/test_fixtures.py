@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -55,6 +56,32 @@ async def test_async_client_full_cycle(apimart_mock: MockControl) -> None:
         clip = await client.get(task["video_url"])
         assert clip.headers["content-type"] == "video/mp4"
     apimart_mock.journal.assert_submitted(1, batch_size=2)
+
+
+def test_a_sync_client_shared_by_threads(apimart_mock: MockControl) -> None:
+    """Sync calls run on the caller's thread where they can: from many threads at once, each answer
+    is right and every submission is kept, as on a real server."""
+    with httpx.Client(base_url="https://api.apimart.ai", headers=HEADERS) as client:
+
+        def submit_and_poll(_: int) -> str:
+            task_id: str = client.post(VIDEO, json=BODY).json()["data"][0]["task_id"]
+            assert wait_for(client, task_id)["status"] == "SUCCESS"
+            return task_id
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            ids = list(pool.map(submit_and_poll, range(80)))
+    assert len(set(ids)) == 80
+    apimart_mock.journal.assert_submitted(80, batch_size=2)
+
+
+@pytest.mark.asyncio
+async def test_a_sync_client_called_inside_an_event_loop(apimart_mock: MockControl) -> None:
+    """A sync client in async code (its loop is running): the call goes to the transport's own thread."""
+    with httpx.Client(base_url="https://api.apimart.ai", headers=HEADERS) as client:
+        task_id = client.post(VIDEO, json=BODY).json()["data"][0]["task_id"]
+        assert wait_for(client, task_id)["status"] == "SUCCESS"
+    async with httpx.AsyncClient(base_url="https://api.apimart.ai", headers=HEADERS) as client:
+        assert (await client.get(f"/v1/midjourney/{task_id}")).json()["status"] == "SUCCESS"
 
 
 @pytest.mark.apimart(task_seconds=30, base_url="https://gateway.example.test/apimart")

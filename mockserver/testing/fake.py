@@ -126,7 +126,8 @@ class InProcessFake:
         self.clock = VirtualClock(start=time.time() if start is None else start)
         self.app = create_app(Settings(**{"task_seconds": 0.0, **settings}), clock=self.clock)
         root_path = urlsplit(self.base_url).path  # a base URL with a path prefix: the app is mounted there
-        self._sync = SyncASGITransport(self.app, root_path)
+        at_once = self.app.state.fake.settings.state.startswith("memory:")  # no store callbacks to run later
+        self._sync = SyncASGITransport(self.app, root_path, at_once=at_once)
         self._async = AsyncASGITransport(self.app, root_path)
         self.router = _Router(self.base_url, block_network=block_network)
         self.router.route(url__startswith=self.router.prefix).mock(side_effect=self._handle)

@@ -1,9 +1,13 @@
 """In-process httpx transports for the fake: no socket is opened.
 
 ``AsyncASGITransport`` serves async clients on the caller's own event loop.
-``SyncASGITransport`` lets a plain ``httpx.Client`` call the same ASGI app:
-the app runs on an event loop in one background thread (an anyio blocking
-portal), and each request is handed to it and waited for. Both turn the
+``SyncASGITransport`` lets a plain ``httpx.Client`` call the same ASGI app.
+With ``at_once=True`` (an app whose store answers at once, as the memory store
+does) a call from a thread with no running event loop runs the app on the
+transport's own loop in the caller's thread, with no thread hop. Otherwise the
+app runs on an event loop in one background thread (an anyio blocking portal),
+and each request is handed to it and waited for. Either way one sync request
+is in the app at a time, as on one event loop. Both turn the
 fake's wire faults (``drop``, ``truncate``) into the exception httpx raises
 for a real broken connection, and a latency fault longer than the request's
 read timeout into the ``httpx.ReadTimeout`` a socket would have raised (the
@@ -12,9 +16,11 @@ delay itself cost virtual time, not real time).
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -24,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..web.edge import LATENCY_HEADER, WIRE_FAULTS_EXTENSION
 
 CLIENT_ADDRESS = ("127.0.0.1", 50000)
+T = TypeVar("T")
 FAULT_HEADER = "x-mock-fault"
 
 
@@ -66,14 +73,32 @@ class AsyncASGITransport(httpx.ASGITransport):
         return httpx.Response(response.status_code, headers=headers, stream=httpx.ByteStream(body))
 
 
+def loop_running() -> bool:
+    """Whether this thread is inside a running event loop (a sync client called from async code)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class SyncASGITransport(httpx.BaseTransport):
-    def __init__(self, app: ASGIApp, root_path: str = "") -> None:
+    def __init__(self, app: ASGIApp, root_path: str = "", *, at_once: bool = False) -> None:
         self._inner = httpx.ASGITransport(
             app=in_process(app), raise_app_exceptions=False, client=CLIENT_ADDRESS, root_path=root_path
         )
         self._lock = threading.Lock()
+        self._calls = threading.Lock()  # one sync request in the app at a time, whichever loop runs it
         self._portal: BlockingPortal | None = None
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = asyncio.new_event_loop() if at_once else None
+
+    def _run(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` on the caller's thread when it can be (no thread hop), else on the portal's loop."""
+        with self._calls:
+            if self._loop is not None and not self._loop.is_closed() and not loop_running():
+                return self._loop.run_until_complete(call())
+            return self._running_portal().call(call)
 
     def _running_portal(self) -> BlockingPortal:
         """The event loop thread, started on first use. A daemon thread: a transport
@@ -103,7 +128,7 @@ class SyncASGITransport(httpx.BaseTransport):
             body = await response.aread()
             return response.status_code, response.headers.raw, body, dict(response.extensions)
 
-        status, raw_headers, body, extensions = self._running_portal().call(call)
+        status, raw_headers, body, extensions = self._run(call)
         headers = httpx.Headers(raw_headers)
         raise_wire_fault(status, headers, request)
         return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body), extensions=extensions)
@@ -115,3 +140,6 @@ class SyncASGITransport(httpx.BaseTransport):
         if portal is not None and thread is not None:
             portal.call(portal.stop)
             thread.join(timeout=10)
+        with self._calls:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.close()

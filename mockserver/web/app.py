@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..core.clock import Clock
 from ..core.spec import Spec
@@ -69,6 +69,19 @@ class FakeApp(Starlette):
         return edge(super().build_middleware_stack(), *args, **kwargs)  # type: ignore[no-any-return]
 
 
+def built_on_first_use(build: Callable[[], ASGIApp]) -> ASGIApp:
+    """An ASGI app made when it is first called: an in-process fake whose test never touches the
+    control plane does not pay for building its two dozen routes."""
+    made: list[ASGIApp] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if not made:
+            made.append(build())
+        await made[0](scope, receive, send)
+
+    return app
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -87,7 +100,7 @@ def create_app(
     routes.append(Route("/healthz", health_route(fake), methods=["GET", "HEAD"]))
     if fake.settings.control:
         token = fake.settings.control_token
-        plane: ASGIApp = control_app(fake)
+        plane: ASGIApp = built_on_first_use(lambda: control_app(fake))
         plane = guarded(plane, token) if token else plane
         plane = same_origin_only(plane, fake.settings, listening=listening, public=is_dashboard_file)
         routes.append(Mount("/__mock__", app=plane))
