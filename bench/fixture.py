@@ -1,15 +1,17 @@
-"""Time per test as a user's suite feels it: ``apimart_mock`` against respx stubs, side by side.
+"""Time per test as a user's suite feels it: the fixtures against respx stubs, side by side.
 
 python -m bench.fixture [--tests N] [--rounds N]
 
 Writes a test file of N identical tests (each submits a video and polls it once
-through one shared httpx client) in two forms: with the ``apimart_mock`` fixture,
-and with ``respx_mock`` and two stub routes, the baseline. Each form runs in its
-own ``pytest`` process; the first round of each is a warm-up, and the median of
+through one shared httpx client) in three forms: with the ``apimart_mock``
+fixture, with ``apimart_server`` (one real server for the run, reset before each
+test), and with ``respx_mock`` and two stub routes, the baseline. Each form runs
+in its own ``pytest`` process; the first round is a warm-up, and the median of
 the other rounds is reported as milliseconds per test, with the ratio to the
-baseline. Collection and start-up are inside the time, as a user feels them;
-the empty run (the same file with the tests doing nothing) is measured too and
-subtracted, so the figure is what each test costs.
+baseline. Collection and start-up are inside the time, as a user feels them
+(for ``apimart_server`` that includes starting its server once); the empty run
+is measured too and subtracted. Last, the reset that ``apimart_server`` does
+before each test is timed alone against a running server.
 """
 
 from __future__ import annotations
@@ -51,6 +53,20 @@ def test_respx(respx_mock, n):
     assert CLIENT.get(f"/v1/tasks/{{task_id}}").json()["data"]["status"] == "completed"
 """
 
+SERVER = """
+CLIENTS = {{}}
+
+
+@pytest.mark.parametrize("n", range({n}))
+def test_server(apimart_server, n):
+    client = CLIENTS.get(apimart_server.base_url) or CLIENTS.setdefault(
+        apimart_server.base_url,
+        httpx.Client(base_url=apimart_server.base_url, headers={{"Authorization": "Bearer bench"}}),
+    )
+    task_id = client.post("/v1/midjourney/generations/video", json=BODY).json()["data"][0]["task_id"]
+    assert client.get(f"/v1/tasks/{{task_id}}").json()["data"]["status"] == "completed"
+"""
+
 EMPTY = """
 @pytest.mark.parametrize("n", range({n}))
 def test_empty(n):
@@ -78,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tests", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=4, help="rounds after the warm-up")
     args = parser.parse_args(argv)
-    forms = {"empty": EMPTY, "respx_mock": RESPX, "apimart_mock": FAKE}
+    forms = {"empty": EMPTY, "respx_mock": RESPX, "apimart_mock": FAKE, "apimart_server": SERVER}
     with tempfile.TemporaryDirectory(prefix="bench-fixture-") as tmp:
         folder = Path(tmp)
         (folder / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
@@ -95,8 +111,23 @@ def main(argv: list[str] | None = None) -> int:
     per_test = {form: (statistics.median(times[form]) - empty) / args.tests * 1000 for form in forms if form != "empty"}
     print(f"{args.tests} tests per run, median of {args.rounds} runs, start-up ({empty:.2f} s) subtracted")
     for form, ms in per_test.items():
-        print(f"{form:>13}: {ms:6.2f} ms per test  ({ms / per_test['respx_mock']:.2f} x respx_mock)")
+        print(f"{form:>14}: {ms:6.2f} ms per test  ({ms / per_test['respx_mock']:.2f} x respx_mock)")
+    print(f"apimart_server's reset before each test: {reset_ms(args.tests):.2f} ms (median of {args.tests})")
     return 0
+
+
+def reset_ms(count: int) -> float:
+    """What ``apimart_server`` does before each test (reset, freeze the clock), timed alone, warmed first."""
+    from mockserver.testing import RunningServer
+
+    with RunningServer(["--task-seconds", "0"]) as control:
+        took = []
+        for _ in range(count + 20):
+            started = time.perf_counter()
+            control.reset()
+            control.clock.freeze()
+            took.append(time.perf_counter() - started)
+    return statistics.median(took[20:]) * 1000
 
 
 if __name__ == "__main__":
