@@ -434,13 +434,13 @@ def test_thousands_of_generated_cases_and_no_server_error() -> None:
         target = Target(server.base_url, "fuzzer", max_paid_tasks=10**6)
         report = Report(server.base_url, target.fake)
         try:
-            tallies = fuzz.run(target, report, examples=400)
+            tallies = fuzz.run(target, report, examples=250)
         finally:
             target.close()
     cases = sum(t.cases for t in tallies.values())
     server_errors = sum(n for t in tallies.values() for status, n in t.statuses.items() if status >= 500)
     print(f"\nschemathesis against the real server: {cases} cases, {server_errors} answered 5xx")
-    assert cases >= 5000
+    assert cases >= 4000
     assert server_errors == 0
     assert report.failed == [], [f"{f.rule}: {f.observed}" for f in report.failed]
 
