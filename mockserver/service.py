@@ -62,7 +62,7 @@ from .core.records import (
 )
 from .core.spec import Spec
 from .settings import Settings
-from .store import AccountLimit, MemoryStore, Overdraft, Store, open_store
+from .store import AccountLimit, MemoryStore, Overdraft, StateImage, Store, open_store
 from .store.aio import HotStore, Inline, SharedClock, hot
 
 __all__ = ["Accepted", "Fake", "MediaFile", "Polled", "Store", "shortened"]
@@ -1059,20 +1059,18 @@ class Fake:
             rules.append(dataclasses.replace(rule, fault=faults.validated(fault, f"fault_rules[{n}].scenario")))
         for data in document.get("canned_responses") or []:
             responses.append(CannedResponse.from_dict(data))
+        settings = document.get("account_settings") or {}
+        image = StateImage(
+            tasks=records,
+            uploads=uploads,
+            balances=dict(document.get("balances") or {}),
+            account_settings={a: {k: v for k, v in values.items() if v is not None} for a, values in settings.items()},
+            fault_rules=rules,
+            canned_responses=responses,
+        )
+        self.store.replace_state(image)  # one atomic step: a store failing part way leaves the old state
+        # The clock moves once the state is in place (check_state bounded clock.now: the move is not refused).
         self._adopt_clock(clock.get("now"), clock.get("frozen"), shift)
-        self.store.reset()
-        for record in records:
-            self.store.put_task(record)
-        for upload in uploads:
-            self.store.put_upload(upload)
-        for account, amount in (document.get("balances") or {}).items():
-            self.store.set_balance(account, amount)
-        for account, values in (document.get("account_settings") or {}).items():
-            self.store.set_account_settings(account, {k: v for k, v in values.items() if v is not None})
-        for rule in rules:
-            self.store.put_fault_rule(rule)
-        for response in responses:
-            self.store.put_canned_response(response)
         return {
             "tasks": len(records),
             "uploads": len(uploads),

@@ -26,7 +26,7 @@ from mockserver.core.canned import CannedResponse
 from mockserver.core.errors import StoreUnavailable
 from mockserver.core.faults import Fault, FaultRule
 from mockserver.core.records import TaskRecord, UploadRecord
-from mockserver.store import Store
+from mockserver.store import StateImage, Store
 from mockserver.store.guard import Guard
 from mockserver.store.redis import RedisStore
 from mockserver.store.sqlite import SQLiteStore
@@ -238,6 +238,7 @@ def every_call(store: Store) -> dict[str, Callable[[], Any]]:
         "spending": lambda: store.spending("acct_a", 1.0),
         "set_clock_state": lambda: store.set_clock_state(1.0, None),
         "reset": lambda: store.reset(),
+        "replace_state": lambda: store.replace_state(StateImage(tasks=[task("task_1")])),
         "ping": lambda: store.ping(),
     }
 

@@ -1,6 +1,6 @@
 """Where records are kept: one small interface, several implementations, chosen by URL."""
 
-from .base import AccountLimit, Overdraft, Spending, Store, UploadRefused, UploadUsage
+from .base import AccountLimit, Overdraft, Spending, StateImage, Store, UploadRefused, UploadUsage
 from .memory import MemoryStore
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "MemoryStore",
     "Overdraft",
     "Spending",
+    "StateImage",
     "Store",
     "UploadRefused",
     "UploadUsage",

@@ -43,12 +43,19 @@ the expired uploads, the oldest first: O(1) amortised per upload evicted), repla
 ``delete_upload``, ``reset`` (of an account or of everything) and so an import (a reset, then
 ``put_upload``). Each store's ``upload_usage(account)`` always equals what summing
 ``upload_records()`` gives.
+
+**Replacing the whole state** (``PUT /__mock__/state``): ``replace_state(image)`` is one atomic
+step, not a reset followed by one write per item: a store that fails part way (an item it cannot
+write, a full disk, a connection lost) leaves the old state as it was, and a reader (another worker)
+sees the old state or the new one, never a mix. SQLite writes it in one transaction, Redis under
+keys of its own and then swaps them in with one script, memory builds it aside and swaps it in
+under its lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from ..core.canned import CannedResponse
@@ -113,6 +120,37 @@ def upload_refusal(
     if total_quota is not None and usage.total + size > total_quota:
         return UploadRefused("total", usage.total)
     return None
+
+
+@dataclass(frozen=True)
+class StateImage:
+    """What ``replace_state`` puts in place of everything ``reset()`` clears: the journal starts empty,
+    the clock and the journal's sequence numbers are left alone. Items are written in order, as the
+    single-item methods write them (a later task of the same id replaces an earlier one)."""
+
+    tasks: Sequence[TaskRecord] = ()
+    uploads: Sequence[UploadRecord] = ()
+    balances: Mapping[str, float | None] = field(default_factory=dict)
+    account_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # empty ones: none kept
+    fault_rules: Sequence[FaultRule] = ()
+    canned_responses: Sequence[CannedResponse] = ()
+
+
+def fill(store: Store, image: StateImage) -> None:
+    """Write every item of ``image`` with the store's single-item methods, in order: how a replace
+    builds the new state aside (in a store of its own, or under keys of its own) before swapping it in."""
+    for record in image.tasks:
+        store.put_task(record)
+    for upload in image.uploads:
+        store.put_upload(upload)
+    for account, amount in image.balances.items():
+        store.set_balance(account, amount)
+    for account, values in image.account_settings.items():
+        store.set_account_settings(account, dict(values))
+    for rule in image.fault_rules:
+        store.put_fault_rule(rule)
+    for response in image.canned_responses:
+        store.put_canned_response(response)
 
 
 def booking(record: TaskRecord) -> tuple[str, float, float | None]:
@@ -260,6 +298,11 @@ class Store(Protocol):
     def set_clock_state(self, offset: float, frozen_at: float | None) -> None: ...
 
     def reset(self, account: str | None = None) -> None: ...
+
+    def replace_state(self, image: StateImage) -> None:
+        """Put ``image`` in place of the whole state in one atomic step: all of it or none (a failure
+        part way leaves the old state), and readers see the old state or the new, never a mix."""
+        ...
 
     # health
     def ping(self) -> None:

@@ -28,7 +28,19 @@ from ..core.journal import Entry
 from ..core.jsonio import dumps
 from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
-from .base import EPSILON, AccountLimit, Limit, Overdraft, Spending, UploadRefused, UploadUsage, booking, upload_refusal
+from .base import (
+    EPSILON,
+    AccountLimit,
+    Limit,
+    Overdraft,
+    Spending,
+    StateImage,
+    UploadRefused,
+    UploadUsage,
+    booking,
+    fill,
+    upload_refusal,
+)
 
 
 class MemoryStore:
@@ -427,8 +439,20 @@ class MemoryStore:
         self._balances.pop(account, None)
         self._account_settings.pop(account, None)
 
+    def replace_state(self, image: StateImage) -> None:
+        """Build the new state in a store of its own (a failure there leaves this one alone), then take
+        its fields in one ``dict.update`` under the lock: a reader sees the old state or the new."""
+        built = MemoryStore(self._journal.maxlen or 0, self._journal_max_bytes)
+        fill(built, image)
+        fresh = {name: value for name, value in vars(built).items() if name not in KEPT}
+        with self._lock:
+            self.__dict__.update(fresh)
+
     def ping(self) -> None:
         return None
+
+
+KEPT = frozenset({"_seq", "_lock", "_clock", "_journal_max_bytes"})  # what a replace leaves as it was
 
 
 def _entry(item: str | Entry) -> dict[str, Any]:

@@ -15,9 +15,13 @@ writes raises ``StoreUnavailable``; after a call that waited out the timeout
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
+import re
+import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -29,7 +33,18 @@ from ..core.errors import StoreUnavailable
 from ..core.faults import FaultRule
 from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
-from .base import AccountLimit, Limit, Overdraft, Spending, Store, UploadRefused, UploadUsage, booking
+from .base import (
+    AccountLimit,
+    Limit,
+    Overdraft,
+    Spending,
+    StateImage,
+    Store,
+    UploadRefused,
+    UploadUsage,
+    booking,
+    fill,
+)
 from .guard import Guard
 
 if TYPE_CHECKING:
@@ -223,6 +238,25 @@ UPLOAD_USAGE = (
 return {tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0'), tonumber(redis.call('GET', KEYS[4]) or '0')}
 """
 )
+# A replace of the whole state (``replace_state``): the new state is written under a staging prefix of
+# its own, then put in place of the live keys by this one script (atomic: readers see the old keys or the
+# new). Every live key goes but those a reset keeps (the clock, the journal's sequence, the shared version);
+# each staged key is renamed to its live name. The keys are found by prefix: one Redis, as ``reset`` assumes.
+# ARGV: live prefix, its KEYS pattern, staging prefix, its pattern, the prefix of every replace's staging keys
+SWAP_STATE = """
+local live, staged, staging = ARGV[1], ARGV[3], ARGV[5]
+local kept = {[live .. 'journal_seq'] = true, [live .. 'clock'] = true, [live .. 'shared_version'] = true}
+for _, key in ipairs(redis.call('KEYS', ARGV[2])) do
+  if not kept[key] and string.sub(key, 1, #staging) ~= staging then redis.call('DEL', key) end
+end
+local moved = 0
+for _, key in ipairs(redis.call('KEYS', ARGV[4])) do
+  local name = live .. string.sub(key, #staged + 1)
+  if kept[name] then redis.call('DEL', key) else redis.call('RENAME', key, name); moved = moved + 1 end
+end
+return moved
+"""
+STAGING = "~replace:"  # under the store's prefix: where a replace writes its new state (no live key starts so)
 SHARED_VERSION = "shared_version"  # bumped by every change of what every request reads
 SHARED_CHANNEL = "shared_changed"  # and announced here (``redis_hot`` subscribes)
 # The Store methods that change it: each also calls ``_changed`` (wrapped below the class).
@@ -234,6 +268,7 @@ SHARED_CHANGES = (
     "delete_canned_response",
     "set_account_settings",
     "reset",
+    "replace_state",
 )
 UNAVAILABLE = (
     redis.ConnectionError,
@@ -273,6 +308,8 @@ class RedisStore:
         self._put_upload = self.r.register_script(PUT_UPLOAD)
         self._delete_upload = self.r.register_script(DELETE_UPLOAD)
         self._upload_usage = self.r.register_script(UPLOAD_USAGE)
+        self._swap_state = self.r.register_script(SWAP_STATE)
+        self._announces = True  # a staging view (``replace_state``) tells no worker of its changes
         self._hot: RedisHot | None = None
 
     def k(self, name: str) -> str:
@@ -289,6 +326,8 @@ class RedisStore:
     def _changed(self) -> None:
         """Something every request reads changed (the clock, fault rules, canned responses, accounts'
         settings): bump their version and tell every worker (``redis_hot``), in one round trip."""
+        if not self._announces:
+            return
         with self._guard:
             pipe = self.r.pipeline(transaction=False)
             pipe.incr(self.k(SHARED_VERSION))
@@ -656,6 +695,40 @@ class RedisStore:
             self.r.delete(key)
         self.r.hdel(self.k("balances"), account)
         self.r.hdel(self.k("account_settings"), account)
+
+    def replace_state(self, image: StateImage) -> None:
+        """Write the new state under a staging prefix (the live keys untouched meanwhile), then swap it in
+        with one script (``SWAP_STATE``): a failure before the swap leaves the old state, and readers see
+        the old state or the new. A failed replace's staging keys are dropped."""
+        if self._hot is not None:
+            self._hot.flush_journal()  # entries queued before the replace are emptied with the rest
+        staging = self._staging()
+        try:
+            fill(staging, image)
+            self._swap_state(args=[self.p, _pattern(self.p), staging.p, _pattern(staging.p), self.k(STAGING)])
+        except BaseException:
+            with suppress(redis.RedisError):
+                self._drop(staging.p)
+            raise
+
+    def _staging(self) -> RedisStore:
+        """This store's view of a fresh staging prefix: the same client, scripts and guard; no announcements."""
+        staging = copy.copy(self)
+        staging.p = self.k(f"{STAGING}{uuid.uuid4().hex}:")
+        staging._announces = False
+        staging._hot = None
+        return staging
+
+    def _drop(self, prefix: str) -> None:
+        """Delete every key under ``prefix``."""
+        keys = list(self.r.scan_iter(match=_pattern(prefix), count=1000))
+        for start in range(0, len(keys), 1000):
+            self.r.delete(*keys[start : start + 1000])
+
+
+def _pattern(prefix: str) -> str:
+    """A ``KEYS``/``SCAN`` pattern matching every key under ``prefix`` (its glob characters escaped)."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
 
 
 def _put_once_answer(reply: Any) -> str | Overdraft:

@@ -12,14 +12,22 @@ next call (a read-only file opens read-only, and stays so until reopened), so
 the store recovers by itself once the file is writable again. A file that
 cannot be opened yet does not make the constructor fail: every call answers 503
 until it can be opened (``mockserver serve`` checks the store's health first).
+
+**A full disk** (SQLITE_FULL, or the I/O errors of a file that cannot grow): the tasks come
+before the journal. A write that fails for want of space makes room (``_make_room``): the WAL
+is checkpointed and truncated, the journal's rows are deleted (their pages go to the file's
+free list, where the next writes find them), and no journal entry is written until a write
+succeeds again; then the write is tried once more. Without this, the journal's writes (one
+per request) took any space freed before a checkpoint came, and submissions stayed 503.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +37,18 @@ from ..core.errors import StoreUnavailable
 from ..core.faults import FaultRule
 from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
-from .base import EPSILON, AccountLimit, Limit, Overdraft, Spending, UploadRefused, UploadUsage, booking, upload_refusal
+from .base import (
+    EPSILON,
+    AccountLimit,
+    Limit,
+    Overdraft,
+    Spending,
+    StateImage,
+    UploadRefused,
+    UploadUsage,
+    booking,
+    upload_refusal,
+)
 from .guard import Guard
 
 if TYPE_CHECKING:
@@ -118,6 +137,19 @@ UPLOAD_SCHEMA = [
 ]
 
 LEDGER = ("spend", "refunds")
+# The errors of a write that found no room: SQLite's own, and the I/O errors of a file (or the WAL's
+# index) that could not grow. ``_make_room`` answers them.
+OUT_OF_SPACE = ("SQLITE_FULL", "SQLITE_IOERR_WRITE", "SQLITE_IOERR_SHMSIZE")
+ROOM_WAIT_MS = 50  # longest making room waits for other connections (it may run on the event loop)
+
+
+def out_of_space(error: BaseException | None) -> bool:
+    """Whether ``error`` (a driver's error, or the ``StoreUnavailable`` made of one) is a write that
+    found no room on the disk."""
+    cause = error.__cause__ if isinstance(error, StoreUnavailable) else error
+    if not isinstance(cause, sqlite3.Error):
+        return False
+    return getattr(cause, "sqlite_errorname", "") in OUT_OF_SPACE or "disk is full" in str(cause)
 
 
 class SQLiteStore:
@@ -132,6 +164,7 @@ class SQLiteStore:
         self._guard = Guard("sqlite", (sqlite3.OperationalError,), on_error=self._forget_connection)
         self._last_clock: tuple[float, float | None] = (0.0, None)
         self._appends = 0
+        self._journal_off = False  # a write found no room: no entry is written until a write succeeds
         self._hot: SQLiteHot | None = None
         with suppress(StoreUnavailable), self._lock, self._guard:
             self._connection()  # now if it can; else on the first call that finds the file usable
@@ -192,6 +225,37 @@ class SQLiteStore:
             self._db.close()
         self._db = None
 
+    @staticmethod
+    def _wipe(db: sqlite3.Connection) -> None:
+        """Everything but the clock (and the journal's sequence numbers), inside a write transaction."""
+        for table in ("tasks", "idempotency", "uploads", "journal", "rules", "windows", "balances", *LEDGER,
+                      "canned", "account_settings"):  # fmt: skip
+            db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+        db.execute("DELETE FROM upload_bytes")  # emptied by the uploads' triggers already: made sure
+        db.execute("UPDATE upload_total SET n = 0")
+
+    def replace_state(self, image: StateImage) -> None:
+        """The wipe and every item in one transaction on the store's own connection (the hot store's
+        writer finds the lock taken and tries again, as for any other writer): a failure rolls all of it
+        back, and readers (under WAL) see the last commit, the old state or the new."""
+        if self._hot is not None:
+            self._hot.flush_journal()  # entries queued before the replace are emptied with the rest
+        with self._write() as db:
+            self._wipe(db)
+            for record in image.tasks:
+                self._put_task_in(db, record)
+            for upload in image.uploads:
+                self._upsert_upload(db, upload)
+            db.executemany("INSERT OR REPLACE INTO balances VALUES (?, ?)", image.balances.items())
+            for account, values in image.account_settings.items():
+                self._set_settings_in(db, account, values)
+            for rule in image.fault_rules:
+                self._put_rule_in(db, rule)
+            for response in image.canned_responses:
+                self._put_canned_in(db, response)
+        if self._hot is not None:
+            self._hot._end_read()  # this turn's reads on the hot connection see the new state too
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One immediate transaction: other writers wait (up to the timeout), nobody sees half of it."""
@@ -201,11 +265,30 @@ class SQLiteStore:
             try:
                 yield db
                 db.execute("COMMIT")
+                self._journal_off = False  # a write succeeded: there is room again
             except BaseException:
                 if db.in_transaction:
                     with suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
                 raise
+
+    def _make_room(self) -> None:
+        """A write found no room: checkpoint the WAL and truncate it (its space goes back to the disk),
+        delete the journal's rows (their pages go to the file's free list, for the tasks), and write no
+        journal entry until a write succeeds again. Best effort, each step waiting ``ROOM_WAIT_MS`` at
+        most for other connections (readers, another worker's writer)."""
+        self._journal_off = True
+        if self._hot is not None:
+            self._hot._end_read()  # this process's reader leaves the WAL first
+        with self._lock, suppress(sqlite3.Error):
+            db = self._connection()
+            db.execute(f"PRAGMA busy_timeout={ROOM_WAIT_MS}")
+            try:
+                with suppress(sqlite3.Error):
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                db.execute("DELETE FROM journal")  # a transaction of its own: shed even if the retry fails
+            finally:
+                db.execute(f"PRAGMA busy_timeout={max(1, round(self.timeout * 1000))}")
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         with self._lock, self._guard:
@@ -266,9 +349,13 @@ class SQLiteStore:
 
     def put_task(self, record: TaskRecord) -> None:
         with self._write() as db:
-            row = db.execute("SELECT data FROM tasks WHERE id = ?", (record.id,)).fetchone()
-            self._insert(db, record)
-            self._rebook(db, TaskRecord.from_json(row[0]) if row else None, record)
+            self._put_task_in(db, record)
+
+    def _put_task_in(self, db: sqlite3.Connection, record: TaskRecord) -> None:
+        """``put_task`` inside a write transaction (a replace of the whole state runs many in one)."""
+        row = db.execute("SELECT data FROM tasks WHERE id = ?", (record.id,)).fetchone()
+        self._insert(db, record)
+        self._rebook(db, TaskRecord.from_json(row[0]) if row else None, record)
 
     @staticmethod
     def _insert(db: sqlite3.Connection, record: TaskRecord) -> None:
@@ -402,7 +489,6 @@ class SQLiteStore:
         total_quota: int | None = None,
         evict_by: float | None = None,
     ) -> UploadRefused | None:
-        meta = {k: getattr(upload, k) for k in ("id", "account", "filename", "content_type", "size", "created_at")}
         with self._write() as db:
             if evict_by is not None:  # the oldest first, by the index; the triggers take their bytes out
                 db.execute("DELETE FROM uploads WHERE created_at <= ?", (evict_by,))
@@ -412,13 +498,20 @@ class SQLiteStore:
                 )
                 if refused is not None:
                     return refused
-            db.execute(  # an upsert: the totals' triggers see a replaced upload as an update
-                "INSERT INTO uploads (id, account, meta, data, size, created_at) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET account = excluded.account, meta = excluded.meta, data = excluded.data, "
-                "size = excluded.size, created_at = excluded.created_at",
-                (upload.id, upload.account, json.dumps(meta), upload.data, upload.size, upload.created_at),
-            )
+            self._upsert_upload(db, upload)
         return None
+
+    @staticmethod
+    def _upsert_upload(db: sqlite3.Connection, upload: UploadRecord) -> None:
+        """Store or replace an upload (inside a write transaction). An upsert, not ``INSERT OR REPLACE``:
+        the totals' triggers see a replaced upload as an update."""
+        meta = {k: getattr(upload, k) for k in ("id", "account", "filename", "content_type", "size", "created_at")}
+        db.execute(
+            "INSERT INTO uploads (id, account, meta, data, size, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET account = excluded.account, meta = excluded.meta, data = excluded.data, "
+            "size = excluded.size, created_at = excluded.created_at",
+            (upload.id, upload.account, json.dumps(meta), upload.data, upload.size, upload.created_at),
+        )
 
     @staticmethod
     def _upload_usage(db: sqlite3.Connection, account: str) -> UploadUsage:
@@ -448,13 +541,24 @@ class SQLiteStore:
     # journal
 
     def append_journal(self, entry: dict[str, Any]) -> int:
+        """Keep ``entry``; 0 when it is not kept, the disk having been full since the last write."""
         if self._hot is not None:
             self._hot.flush_journal()  # the entries queued before this one come first
-        with self._write() as db:
-            return self._append(db, [(entry.get("account"), json.dumps(entry))])
+        if self._journal_off:
+            return 0
+        try:
+            with self._write() as db:
+                return self._append(db, [(entry.get("account"), json.dumps(entry))])
+        except StoreUnavailable as exc:
+            if out_of_space(exc):
+                self._make_room()
+            raise
 
     def _append(self, db: sqlite3.Connection, entries: list[tuple[Any, str]]) -> int:
-        """Journal entries (account, JSON text) inside a write transaction; the last one's sequence number."""
+        """Journal entries (account, JSON text) inside a write transaction; the last one's sequence number
+        (0: none written, the disk having been full since the last write)."""
+        if self._journal_off:
+            return 0
         db.executemany("INSERT INTO journal (account, data) VALUES (?, ?)", entries)
         seq = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
         before = self._appends
@@ -486,11 +590,15 @@ class SQLiteStore:
 
     def put_fault_rule(self, rule: FaultRule) -> None:
         with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO rules (id, pos, data, fired) "
-                "VALUES (?, (SELECT COALESCE(MAX(pos), 0) + 1 FROM rules), ?, ?)",
-                (rule.id, json.dumps(rule.to_dict()), rule.fired),
-            )
+            self._put_rule_in(db, rule)
+
+    @staticmethod
+    def _put_rule_in(db: sqlite3.Connection, rule: FaultRule) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO rules (id, pos, data, fired) "
+            "VALUES (?, (SELECT COALESCE(MAX(pos), 0) + 1 FROM rules), ?, ?)",
+            (rule.id, json.dumps(rule.to_dict()), rule.fired),
+        )
 
     def fault_rules(self) -> list[FaultRule]:
         return [FaultRule.from_dict(json.loads(r[0])) for r in self._all("SELECT data FROM rules ORDER BY pos")]
@@ -521,11 +629,15 @@ class SQLiteStore:
 
     def put_canned_response(self, response: CannedResponse) -> None:
         with self._write() as db:
-            db.execute(
-                "INSERT INTO canned (id, pos, data, fired) VALUES (?, (SELECT COALESCE(MAX(pos), 0) + 1 FROM canned), "
-                "?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data, fired = excluded.fired",
-                (response.id, json.dumps(response.to_dict()), response.fired),
-            )
+            self._put_canned_in(db, response)
+
+    @staticmethod
+    def _put_canned_in(db: sqlite3.Connection, response: CannedResponse) -> None:
+        db.execute(
+            "INSERT INTO canned (id, pos, data, fired) VALUES (?, (SELECT COALESCE(MAX(pos), 0) + 1 FROM canned), "
+            "?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data, fired = excluded.fired",
+            (response.id, json.dumps(response.to_dict()), response.fired),
+        )
 
     def canned_responses(self) -> list[CannedResponse]:
         rows = self._all("SELECT data, fired FROM canned ORDER BY pos")
@@ -559,10 +671,14 @@ class SQLiteStore:
 
     def set_account_settings(self, account: str, settings: dict[str, Any]) -> None:
         with self._write() as db:
-            if settings:
-                db.execute("INSERT OR REPLACE INTO account_settings VALUES (?, ?)", (account, json.dumps(settings)))
-            else:
-                db.execute("DELETE FROM account_settings WHERE account = ?", (account,))
+            self._set_settings_in(db, account, settings)
+
+    @staticmethod
+    def _set_settings_in(db: sqlite3.Connection, account: str, settings: Mapping[str, Any]) -> None:
+        if settings:
+            db.execute("INSERT OR REPLACE INTO account_settings VALUES (?, ?)", (account, json.dumps(dict(settings))))
+        else:
+            db.execute("DELETE FROM account_settings WHERE account = ?", (account,))
 
     def all_account_settings(self) -> dict[str, dict[str, Any]]:
         return {account: json.loads(data) for account, data in self._all("SELECT account, data FROM account_settings")}
@@ -617,12 +733,34 @@ class SQLiteStore:
     def reset(self, account: str | None = None) -> None:
         with self._write() as db:
             if account is None:
-                for table in ("tasks", "idempotency", "uploads", "journal", "rules", "windows", "balances", *LEDGER,
-                              "canned", "account_settings"):  # fmt: skip
-                    db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
-                db.execute("DELETE FROM upload_bytes")  # emptied by the uploads' triggers already: made sure
-                db.execute("UPDATE upload_total SET n = 0")
+                self._wipe(db)
                 return
             for table in ("tasks", "idempotency", "uploads", "journal", "windows", "balances", *LEDGER,
                           "account_settings"):  # fmt: skip
                 db.execute(f"DELETE FROM {table} WHERE account = ?", (account,))  # noqa: S608 - fixed table names
+
+
+def _roomy(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A write that failed for want of space is tried once more, after ``_make_room``."""
+
+    @functools.wraps(method)
+    def call(self: SQLiteStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except StoreUnavailable as exc:
+            if not out_of_space(exc):
+                raise
+            self._make_room()
+        return method(self, *args, **kwargs)
+
+    return call
+
+
+# The writes (the journal's own aside: it is shed, not retried). The tasks come before the journal.
+WRITES = (
+    "put_task_once", "put_task", "update_task", "evict_tasks", "put_upload", "delete_upload", "put_fault_rule",
+    "delete_fault_rule", "fire_fault_rule", "put_canned_response", "delete_canned_response", "fire_canned_response",
+    "set_account_settings", "hit", "set_balance", "set_clock_state", "reset", "replace_state",
+)  # fmt: skip
+for _name in WRITES:
+    setattr(SQLiteStore, _name, _roomy(getattr(SQLiteStore, _name)))

@@ -23,6 +23,11 @@ of 0: it never waits for a lock.
 - **Checkpoints** (copying the WAL into the file, with its fsync) are made by a thread of their
   own once the WAL has grown past ``CHECKPOINT_BYTES`` (as SQLite's own automatic checkpoint
   does, at 1000 pages), never on the loop; when it is done, waiting writes are tried at once.
+- **A full disk** (``SQLiteStore._make_room``): a transaction that fails for want of space makes
+  room (the WAL checkpointed and truncated, the journal's rows deleted, no entry written until a
+  write succeeds again), and its writes are tried once more in a transaction of their own, without
+  the journal's entries: the tasks come first. The check happens on the loop (with short waits):
+  a full disk is rare, and a write answered 503 for the journal's sake would be worse.
 - **Shared settings** (``aio.Shared``): once per request one read of their version (bumped by
   triggers on every change, from any worker), and a read of the settings only when it moved.
 
@@ -49,6 +54,7 @@ from ..core.journal import Entry
 from ..core.records import TaskRecord, UploadRecord
 from .aio import Shared
 from .base import Limit, Overdraft
+from .sqlite import out_of_space
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
@@ -251,6 +257,8 @@ class SQLiteHot:
         return await future
 
     def record(self, entry: Entry) -> None:
+        if self.store._journal_off:
+            return  # the disk was full at the last write: the room is the tasks'
         with self._lock:
             self._journal.append(entry)
             queued = len(self._journal)
@@ -281,10 +289,14 @@ class SQLiteHot:
         store does (its busy timeout): a control-plane read, not the hot path."""
         with self._lock:
             entries, self._journal = self._journal, []
-            if not entries:
+            if not entries or self.store._journal_off:
                 return
-            with suppress(StoreUnavailable), self.store._write() as db:  # lost when it cannot be written
-                self.store._append(db, [(entry.account, entry.encoded().decode()) for entry in entries])
+            try:
+                with self.store._write() as db:
+                    self.store._append(db, [(entry.account, entry.encoded().decode()) for entry in entries])
+            except StoreUnavailable as exc:  # lost when they cannot be written
+                if out_of_space(exc):
+                    self.store._make_room()
 
     def close(self) -> None:
         with self._lock:
@@ -319,9 +331,37 @@ class SQLiteHot:
             self._schedule(self._loop, 0.0)
 
     def _commit(self, writes: list[tuple[Write, asyncio.Future[Any]]], entries: list[Entry]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        """The queued writes and journal entries in one transaction; their futures answered. One that fails
+        for want of space makes room and tries the writes once more, without the entries."""
         try:
-            self._end_read()  # this turn's reads are done: a write transaction of its own
+            try:
+                outcomes = self._transact(writes, entries)
+            except StoreUnavailable as exc:
+                if not out_of_space(exc):
+                    raise
+                self.store._make_room()
+                if not writes:
+                    return  # only journal entries: shed with the rest
+                outcomes = self._transact(writes, [])
+        except _Busy:
+            raise
+        except BaseException as exc:  # the transaction failed: none of it was written
+            for _, future in writes:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        if writes:
+            self.store._journal_off = False  # a write succeeded: there is room again
+        self._settle(outcomes)
+
+    def _transact(
+        self, writes: list[tuple[Write, asyncio.Future[Any]]], entries: list[Entry]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        """One transaction: the entries, then each write in a savepoint; each write's outcome. Raises
+        ``_Busy`` when the lock is held elsewhere, and what the store raises when it fails."""
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._end_read()  # this turn's reads are done: a write transaction of its own
+        try:
             with self._lock, self.store._guard:
                 db = self._connection()
                 try:
@@ -340,15 +380,13 @@ class SQLiteHot:
                     with suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
                     raise
-        except _Busy:
+        except StoreUnavailable:
+            self._forget()
             raise
-        except BaseException as exc:  # the transaction failed: none of it was written
-            if isinstance(exc, StoreUnavailable):
-                self._forget()
-            for _, future in writes:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+        return outcomes
+
+    def _settle(self, outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+        """Answer each committed write; now and then, a checkpoint when the WAL has grown."""
         for future, result, error in outcomes:
             if future.done():
                 continue
