@@ -314,12 +314,9 @@ class Fake:
             facts.update(task_id=earlier, replayed=True)
             return Accepted(earlier, replayed=True, fault=header_fault)
         if (account, key) in self._in_flight and self.settings.idempotency_conflicts:
-            raise ApiError(
-                409,
+            raise self._conflict(
                 "a request with this Idempotency-Key is still being handled; retry when it has answered",
-                type=CONFLICT,
-                param="Idempotency-Key",
-                code="idempotency_in_progress",
+                "idempotency_in_progress",
             )
         self._in_flight.add((account, key))
         try:
@@ -328,17 +325,18 @@ class Fake:
             self._in_flight.discard((account, key))
 
     def _same_body(self, record: TaskRecord | None, fingerprint: str) -> None:
-        """'The same key with a different body → 409 idempotency_key_reused' (task-api-notes.md)."""
+        """'The same key with a different body → 409 idempotency_key_reused' (docs/evidence.md)."""
         if not self.settings.idempotency_conflicts:
             return
         if record is not None and record.params.get("fingerprint", fingerprint) != fingerprint:
-            raise ApiError(
-                409,
-                "this Idempotency-Key was used with a different request body",
-                type=CONFLICT,
-                param="Idempotency-Key",
-                code="idempotency_key_reused",
+            raise self._conflict(
+                "this Idempotency-Key was used with a different request body", "idempotency_key_reused"
             )
+
+    def _conflict(self, message: str, reason: str) -> ApiError:
+        """A 409 whose reason is in the message, and in ``code`` too under ``--conflict-code reason``."""
+        code = reason if self.settings.conflict_code == "reason" else None
+        return ApiError(409, f"{message} ({reason})", type=CONFLICT, param="Idempotency-Key", code=code)
 
     async def _submit(
         self,
@@ -375,6 +373,8 @@ class Fake:
             record = self.video_record(account, fault, job, uploads)
         else:
             record = self.imagine_record(account, fault, body, uploads)
+        if uploads and self.settings.dead_uploads == "refuse":
+            submission.uploads_fetchable(body, uploads, self.clock.now(), self.settings.upload_ttl_seconds)
         script = self.replay.match(body, endpoint) if self.replay is not None else None
         if script is not None:  # a recorded submission (--replay DIR) runs as it was recorded
             record = script.apply(record)

@@ -75,6 +75,18 @@ class Settings:
     )
     max_upload_bytes: int = _opt(20 * MiB, "largest image upload; larger ones get 413 (the provider's 20 MB)")
     upload_ttl_seconds: float = _opt(3 * 86400.0, "how long an upload URL serves its file; then 410 (72 h)")
+    conflict_code: str = _opt(
+        "status",
+        "the code of a 409 for an Idempotency-Key: the HTTP 'status', as every other error body, or its "
+        "'reason' (idempotency_key_reused, idempotency_in_progress), as the idempotency notes write it",
+        ("status", "reason"),
+    )
+    dead_uploads: str = _opt(
+        "refuse",
+        "a frame linking to an upload this server no longer serves (unknown, or past its 72 h): 'refuse' it "
+        "with a 400, as the real API cannot fetch it, or 'accept' it unfetched",
+        ("refuse", "accept"),
+    )
     upload_quota_bytes: int = _opt(
         512 * MiB, "upload bytes one account may keep at a time (older uploads count until they expire)"
     )

@@ -76,7 +76,7 @@ REFUSALS: list[tuple[str, Any, str | None, str]] = [
     ("two images", {"prompt": "p", "image_urls": [FRAME, FRAME]}, "image_urls", "at most 1"),
     ("empty image list", {"prompt": "p", "image_urls": []}, "image_urls", "at least 1"),
     ("image_urls not a list", {"prompt": "p", "image_urls": FRAME}, "image_urls", "array"),
-    ("frame not a URL", {"prompt": "p", "image_urls": ["/home/me/cat.png"]}, "image_urls[0]", "form"),
+    ("frame not a URL", {"prompt": "p", "image_urls": ["/home/me/cat.png"]}, "image_urls", "form"),
     ("extend 480", {"prompt": "p", "image_urls": [FRAME], "video_type": "vid_1.1_i2v_extend_480"}, "video_type", ""),
     ("extend 720", {"prompt": "p", "image_urls": [FRAME], "video_type": "vid_1.1_extend_720"}, "video_type", ""),
     ("unknown tier", {"prompt": "p", "image_urls": [FRAME], "video_type": "vid_1.1_i2v_1080"}, "video_type", ""),
@@ -100,8 +100,8 @@ REFUSALS: list[tuple[str, Any, str | None, str]] = [
     ("unknown parent", {"task_id": "task_nope"}, "task_id", "not found"),
     ("task_id number", {"task_id": 7}, "task_id", "string"),
     ("end_url number", {"prompt": "p", "image_urls": [FRAME], "end_url": 1}, "end_url", "string"),
-    ("bad data url", {"prompt": "p", "image_urls": ["data:image/png;base64,@@@@"]}, "image_urls[0]", "base64"),
-    ("text data url", {"prompt": "p", "image_urls": ["data:text/plain,hi"]}, "image_urls[0]", "image"),
+    ("bad data url", {"prompt": "p", "image_urls": ["data:image/png;base64,@@@@"]}, "image_urls", "base64"),
+    ("text data url", {"prompt": "p", "image_urls": ["data:text/plain,hi"]}, "image_urls", "image"),
 ]
 
 
@@ -114,7 +114,7 @@ def test_refusal(api: Api, name: str, body: Any, param: str | None, words: str) 
 
 def test_oversize_start_frame(api: Api) -> None:
     response = api.submit({"prompt": "p", "image_urls": [png_data_url(12 * MiB + 1)]})
-    assert_refused(response, 400, "image_urls[0]", "12 MiB")
+    assert_refused(response, 400, "image_urls", "image_urls[0]", "12 MiB")
     assert api.task_count() == 0
 
 
@@ -472,7 +472,9 @@ def test_upload_then_animate(api: Api) -> None:
 def test_uploaded_frame_over_limit_refused(make_api: MakeApi) -> None:
     api = make_api(max_frame_bytes=50)
     upload = api.client.post("/v1/uploads/images", files={"file": ("a.png", PNG, "image/png")}).json()
-    assert_refused(api.submit({"prompt": "p", "image_urls": [upload["url"]]}), 400, "image_urls[0]", "at most 50")
+    assert_refused(
+        api.submit({"prompt": "p", "image_urls": [upload["url"]]}), 400, "image_urls", "image_urls[0]", "at most 50"
+    )
     assert_refused(
         api.submit({"prompt": "p", "image_urls": [FRAME], "end_url": upload["url"]}), 400, "end_url", "at most 50"
     )

@@ -256,10 +256,20 @@ def test_idempotency_key_rules(apimart_mock: MockControl) -> None:
         assert again.headers["idempotency-replayed"] == "true"
         reused = client.post(VIDEO, json={**body, "prompt": "q"}, headers={"Idempotency-Key": "order-1"})
         assert reused.status_code == 409
-        assert reused.json()["error"]["code"] == "idempotency_key_reused"
+        assert reused.json()["error"]["code"] == 409  # one rule: code is the status
+        assert "(idempotency_key_reused)" in reused.json()["error"]["message"]
         for bad in (b"k" * 192, b"has space", "é".encode()):
             refused = client.post(VIDEO, json=body, headers={b"Idempotency-Key": bad})
             assert refused.status_code == 400, bad
             assert refused.json()["error"]["param"] == "Idempotency-Key"
         assert client.post(VIDEO, json=body, headers={"Idempotency-Key": "k" * 191}).status_code == 200
     assert len(apimart_mock.tasks()) == 2
+
+
+@pytest.mark.apimart(conflict_code="reason")
+def test_conflict_code_reason_puts_the_reason_in_code(apimart_mock: MockControl) -> None:
+    body = {"prompt": "p", "image_urls": [FRAME]}
+    with httpx.Client(base_url=apimart_mock.base_url, headers={"Authorization": "Bearer i"}) as client:
+        client.post(VIDEO, json=body, headers={"Idempotency-Key": "order-1"})
+        reused = client.post(VIDEO, json={**body, "prompt": "q"}, headers={"Idempotency-Key": "order-1"})
+    assert (reused.status_code, reused.json()["error"]["code"]) == (409, "idempotency_key_reused")

@@ -91,9 +91,9 @@ def test_a_million_bad_array_items_are_refused_at_once() -> None:
         response = client.post(VIDEO, content=raw, headers={"content-type": "application/json"})
         seconds = time.perf_counter() - started
         error = refused(response)
-        assert error["param"] in ("image_urls", "image_urls[0]"), error
+        assert error["param"] == "image_urls", error
         one = refused(client.post(VIDEO, json={"prompt": "x", "image_urls": [0]}))
-        assert one["param"] == "image_urls[0]", one
+        assert (one["param"], one["message"].startswith("image_urls[0]")) == ("image_urls", True), one
     print(f"\n1 000 000 bad items ({len(raw) / 2**20:.1f} MiB) refused in {seconds:.2f} s")
     assert seconds < 2.0
 
@@ -252,7 +252,7 @@ LONE = "\\ud800"  # a JSON escape of a lone surrogate: Python reads it, no JSON 
 @pytest.mark.parametrize(
     ("path", "raw", "field"),
     [
-        (VIDEO, f'{{"prompt": "p", "image_urls": ["https://example.com/{LONE}.png"]}}', "image_urls[0]"),
+        (VIDEO, f'{{"prompt": "p", "image_urls": ["https://example.com/{LONE}.png"]}}', "image_urls"),
         (VIDEO, f'{{"prompt": "p{LONE}", "image_urls": ["{FRAME}"]}}', "prompt"),
         (VIDEO, f'{{"prompt": "p", "image_urls": ["{FRAME}"], "end_url": "{LONE}"}}', "end_url"),
         (VIDEO, f'{{"task_id": "task_{LONE}"}}', "task_id"),

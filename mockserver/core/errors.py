@@ -1,7 +1,12 @@
 """The provider's error body and the exception that carries it.
 
-Body shape (task-api-notes.md, "Errors"):
+Body shape (docs/evidence.md, "Error bodies"):
 ``{"error": {"message": ..., "type": ..., "code": <http status>, "param": <field or null>}}``
+
+One rule each: ``code`` is the HTTP status as an integer (a 409 names its reason in the message;
+``--conflict-code reason`` puts it in ``code``, as the idempotency notes write it), and ``param``
+is the request field (``image_urls``, never ``image_urls[0]``: the message names the item).
+The control plane, which is the fake's own, keeps the whole path (``tasks[0].clips``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ RATE_LIMIT = "rate_limit_error"
 SERVER = "server_error"
 BAD_GATEWAY = "bad_gateway"
 APIMART = "apimart_error"  # a missing API key, as observed live
-CONFLICT = INVALID_REQUEST  # 409s name their reason in "code" (idempotency_key_reused, idempotency_in_progress)
+CONFLICT = INVALID_REQUEST  # 409s name their reason (idempotency_key_reused, idempotency_in_progress)
 
 
 class ApiError(Exception):
@@ -39,16 +44,22 @@ class ApiError(Exception):
         self.type = type
         self.param = param
         self.headers = headers or {}
-        self.code = code  # a machine-readable reason in place of the status (idempotency_key_reused)
+        self.code = code  # a reason in place of the status, only under --conflict-code reason
 
-    def body(self) -> dict[str, Any]:
-        body = error_body(self.status, self.message, self.type, self.param)
+    def body(self, *, field_only: bool = False) -> dict[str, Any]:
+        """The error body; ``field_only`` (the provider's routes): ``param`` is the request field."""
+        body = error_body(self.status, self.message, self.type, field_of(self.param) if field_only else self.param)
         if self.code is not None:
             body["error"]["code"] = self.code
         return body
 
     def __repr__(self) -> str:
         return f"ApiError({self.status}, {self.message!r}, param={self.param!r})"
+
+
+def field_of(param: str | None) -> str | None:
+    """The field a parameter path starts at: ``image_urls[0]`` -> ``image_urls``."""
+    return param.partition("[")[0] if param and "[" in param[1:] else param
 
 
 def error_body(status: int, message: str, type: str, param: str | None = None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .errors import ApiError, bad_request
-from .records import IMAGINE
+from .records import IMAGINE, UploadRecord
 
 STRICT = "strict"
 COERCE = "coerce"
@@ -204,6 +204,39 @@ def frame_within_limit(url: str, param: str, limit: int, measure_upload: Measure
         raise bad_request(f"{param} is {size} bytes; a frame may be at most {limit} bytes (12 MiB)", param)
     if size is not None:
         check_base64(url, param)
+
+
+def frame_urls(body: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Each frame URL of a submission with the field that holds it (``image_urls[0]``, ``end_url``)."""
+    urls = body.get("image_urls")
+    found = (
+        [(f"image_urls[{n}]", u) for n, u in enumerate(urls) if isinstance(u, str)] if isinstance(urls, list) else []
+    )
+    end = body.get("end_url")
+    return [*found, ("end_url", end)] if isinstance(end, str) else found
+
+
+def uploads_fetchable(
+    body: Mapping[str, Any], uploads: Mapping[str, UploadRecord | None], now: float, ttl: float
+) -> None:
+    """A frame that links to this server's uploads must name one it still serves: an unknown upload
+    (404) or an expired one (410) cannot be fetched by the real API either (docs/evidence.md,
+    "Dead upload URLs"; ``--dead-uploads accept`` keeps the older reading)."""
+    for param, url in frame_urls(body):
+        if url not in uploads:
+            continue
+        upload = uploads[url]
+        if upload is None:
+            raise bad_request(
+                f"{param} links to an upload this server does not hold, so the image cannot be fetched: {url[:200]}",
+                param,
+            )
+        if now >= upload.created_at + ttl:
+            raise bad_request(
+                f"{param} links to upload {upload.id}, which expired {int(now - upload.created_at - ttl)} s ago "
+                "(uploads are served for 72 h), so the image cannot be fetched",
+                param,
+            )
 
 
 def video_job(

@@ -65,9 +65,9 @@ class Canned:
         try:
             found = await self.fake.canned_response(scope["method"], scope["path"], authorization, read_body, facts)
         except ApiError as exc:  # the body broke the edge's limits while being read
-            facts["error"] = exc.body()["error"]
+            facts["error"] = exc.body(field_only=True)["error"]
             found = None
-            answer: ASGIApp | None = JSONResponse(exc.body(), exc.status, headers=exc.headers or None)
+            answer: ASGIApp | None = JSONResponse(exc.body(field_only=True), exc.status, headers=exc.headers or None)
         else:
             answer = None
         if facts:

@@ -26,7 +26,7 @@ from ..core.accounts import account_id, bearer_token
 from ..core.errors import AUTHENTICATION, ApiError, bad_request, error_body
 from ..core.spec import CONTROL, Spec
 from ..service import Fake
-from .http import EXCEPTION_HANDLERS, JSONResponse
+from .http import CONTROL_EXCEPTION_HANDLERS, JSONResponse
 
 DASHBOARD = Path(__file__).resolve().parent / "dashboard"
 
@@ -327,7 +327,7 @@ def control_app(fake: Fake) -> Starlette:
             Route("/responses/{response_id}", delete_response, methods=["DELETE"]),
             Route("/accounts/{account}", account_route, methods=["GET", "POST"]),
         ],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=CONTROL_EXCEPTION_HANDLERS,
     )
     app.router.redirect_slashes = False
     return app

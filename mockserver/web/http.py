@@ -68,8 +68,18 @@ class BodyTooLarge(ApiError):
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
+    """A refusal on the provider's routes: ``param`` names the request field (docs/evidence.md)."""
+    return _refusal(request, exc, field_only=True)
+
+
+async def control_error(request: Request, exc: Exception) -> Response:
+    """A refusal on the control plane: ``param`` keeps the whole path into the document."""
+    return _refusal(request, exc, field_only=False)
+
+
+def _refusal(request: Request, exc: Exception, *, field_only: bool) -> Response:
     assert isinstance(exc, ApiError)
-    body = exc.body()
+    body = exc.body(field_only=field_only)
     facts(request)["error"] = body["error"]  # the journal says why a request was refused
     return JSONResponse(body, exc.status, headers=exc.headers or None)
 
@@ -94,3 +104,4 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
+CONTROL_EXCEPTION_HANDLERS = {**EXCEPTION_HANDLERS, ApiError: control_error}

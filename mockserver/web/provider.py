@@ -122,7 +122,7 @@ async def answer(send: Send, status: int, content: bytes, extra: Any = ()) -> No
 
 
 async def refuse(send: Send, exc: ApiError, noted: Facts) -> None:
-    body = exc.body()
+    body = exc.body(field_only=True)
     noted["error"] = body["error"]  # the journal says why a request was refused
     extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()] if exc.headers else ()
     await answer(send, exc.status, dumps(body), extra)
