@@ -354,6 +354,8 @@ class Fake:
             fault = await self._choose(None, endpoint, account, body)
         else:  # no rule to walk (the usual case): the prompt's marker, if any
             fault = faults.from_prompt(body.get("prompt"))
+        if endpoint == "imagine":
+            fault = faults.screened(fault, body.get("nsfw_check"))
         if fault is not None:
             await self.apply_fault(fault, facts)
         # this server's upload links, read before the rules run (none: no store call)
@@ -373,6 +375,8 @@ class Fake:
             record = self.video_record(account, fault, job, uploads)
         else:
             record = self.imagine_record(account, fault, body, uploads)
+        if self.settings.data_url_frames == "refuse":
+            submission.no_data_urls(body)
         if uploads and self.settings.dead_uploads == "refuse":
             submission.uploads_fetchable(body, uploads, self.clock.now(), self.settings.upload_ttl_seconds)
         script = self.replay.match(body, endpoint) if self.replay is not None else None
@@ -506,6 +510,7 @@ class Fake:
     ) -> TaskRecord:
         speed = body.get("speed") or self.spec.default("ImagineRequest", "speed")
         prompt = submission.imagine_prompt(body.get("prompt"))
+        metadata = submission.imagine_metadata(body.get("metadata"))
         measure = self._upload_size if uploads is None else functools.partial(_upload_size, uploads)
         for n, url in enumerate(body.get("image_urls") or []):
             submission.frame_within_limit(url, f"image_urls[{n}]", self.settings.max_frame_bytes, measure)
@@ -518,7 +523,7 @@ class Fake:
             clips=4,
             price_key=submission.imagine_price_key(speed),
             quantity=1,
-            params={"size": body.get("size"), "speed": speed},
+            params={"size": body.get("size"), "speed": speed, **_kept(metadata=metadata)},
         )
 
     def _parent(self, account: str, task_id: Any) -> submission.ParentTask | None:
@@ -1224,6 +1229,11 @@ def _upload_links(body: Mapping[str, Any]) -> bool:
     end = body.get("end_url")
     found = isinstance(end, str) and "/media/uploads/" in end
     return found or (isinstance(urls, list) and any(isinstance(u, str) and "/media/uploads/" in u for u in urls))
+
+
+def _kept(**values: Any) -> dict[str, Any]:
+    """The values that were given (a task's params keep no nulls)."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _named(task_id: Any) -> bool:

@@ -81,6 +81,12 @@ class Settings:
         "'reason' (idempotency_key_reused, idempotency_in_progress), as the idempotency notes write it",
         ("status", "reason"),
     )
+    data_url_frames: str = _opt(
+        "accept",
+        "a frame sent as a base64 data: URL: 'accept' it (the imagine page: 'URLs or base64') or 'refuse' it "
+        "with a 400 (the uploads page: generation APIs no longer accept base64)",
+        ("accept", "refuse"),
+    )
     dead_uploads: str = _opt(
         "refuse",
         "a frame linking to an upload this server no longer serves (unknown, or past its 72 h): 'refuse' it "

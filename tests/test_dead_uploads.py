@@ -1,7 +1,8 @@
-"""A frame linking to an upload this server no longer serves is refused, as the real API cannot fetch it."""
+"""Frames the real API cannot read: dead upload links, and (as a setting) base64 data: URLs."""
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -50,3 +51,15 @@ def test_dead_uploads_accept_keeps_the_older_reading(make_api: MakeApi) -> None:
     api.clock.advance(3 * DAY)
     task_id = api.submit_ok(image_urls=[url])
     assert api.finish(task_id)["status"] == "SUCCESS"
+
+
+def test_data_url_frames_refuse_points_at_the_upload_route(make_api: MakeApi) -> None:
+    frame = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
+    accepting = make_api()
+    assert accepting.submit({"prompt": "p", "image_urls": [frame], "end_url": frame}).status_code == 200
+    refusing = make_api(data_url_frames="refuse")
+    error = assert_refused(refusing.submit({"prompt": "p", "image_urls": [frame]}), 400, "image_urls", "base64")
+    assert "/v1/uploads/images" in error["message"]
+    assert_refused(refusing.submit({"prompt": "p", "image_urls": [FRAME], "end_url": frame}), 400, "end_url")
+    assert_refused(refusing.client.post(IMAGINE, json={"prompt": "a fox", "image_urls": [frame]}), 400, "image_urls")
+    assert refusing.submit({"prompt": "p", "image_urls": [FRAME]}).status_code == 200

@@ -37,6 +37,7 @@ def mj_task(record: TaskRecord, view: TaskView, links: Links, *, usd_per_credit:
         "finish_time": _ms(view.finished_at),
         "cost": round(credits * usd_per_credit, 6),
         "credits_cost": round(credits, 6),
+        **_metadata(record),
     }
     if view.status is Status.SUCCESS:
         if record.action == IMAGINE:
@@ -48,6 +49,12 @@ def mj_task(record: TaskRecord, view: TaskView, links: Links, *, usd_per_credit:
             body["video_url"] = urls[0]
             body["video_urls"] = urls
     return body
+
+
+def _metadata(record: TaskRecord) -> dict[str, Any]:
+    """The submission's ``metadata``, returned with the task as the imagine page says (only when sent)."""
+    metadata = record.params.get("metadata")
+    return {"metadata": metadata} if metadata is not None else {}
 
 
 def _buttons(record: TaskRecord) -> list[dict[str, str]]:
@@ -82,6 +89,7 @@ def unified_task(
         "estimated_time": round(record.duration),
         "cost": round(credits * usd_per_credit, 6),
         "credits_cost": round(credits, 6),
+        **_metadata(record),
     }
     if view.finished_at is not None:
         data["completed"] = int(view.finished_at)

@@ -144,6 +144,14 @@ def validated(fault: Fault, where: str) -> Fault:
     return fault
 
 
+def screened(fault: Fault | None, nsfw_check: Any) -> Fault | None:
+    """``nsfw_check: true`` screens the prompt before the task is made (docs/evidence.md, "Imagine
+    extras"): a prompt moderation would fail later is refused at submit instead (422)."""
+    if fault is not None and fault.name == "moderation" and nsfw_check is True:
+        return Fault("moderation_422", {})
+    return fault
+
+
 def from_prompt(prompt: Any) -> Fault | None:
     if not isinstance(prompt, str):
         return None

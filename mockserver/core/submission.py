@@ -239,6 +239,18 @@ def uploads_fetchable(
             )
 
 
+def no_data_urls(body: Mapping[str, Any]) -> None:
+    """'Generation APIs no longer accept base64': under ``--data-url-frames refuse`` a ``data:`` frame
+    is refused, pointing at the upload route (docs/evidence.md, "Base64 frames")."""
+    for param, url in frame_urls(body):
+        if url[:5].lower() == "data:":
+            raise bad_request(
+                f"{param} is a base64 data: URL, which generation requests no longer accept; upload the image "
+                "(POST /v1/uploads/images) and pass its URL",
+                param,
+            )
+
+
 def video_job(
     body: Mapping[str, Any],
     *,
@@ -298,6 +310,21 @@ def video_job(
         notes=tuple(notes),
     )
     return job
+
+
+MAX_METADATA_BYTES = 16 * 1024
+
+
+def imagine_metadata(value: Any) -> dict[str, Any] | None:
+    """The imagine page's ``metadata``: an object kept with the task and returned with it, so bounded."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise bad_request("metadata must be an object", "metadata")
+    size = len(json.dumps(value, separators=(",", ":")))
+    if size > MAX_METADATA_BYTES:
+        raise bad_request(f"metadata is {size} bytes of JSON; it may be at most {MAX_METADATA_BYTES}", "metadata")
+    return value
 
 
 def imagine_prompt(prompt: Any) -> str:
