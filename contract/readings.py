@@ -71,6 +71,9 @@ def param_field(param: Any) -> str | None:
     return match.group(0) if match else None
 
 
+RETRY_TABLE_CODES = {3, 4, 9, 21, 24}  # the best-practices page's, beside 1/200 (success) and 429
+
+
 @dataclass(frozen=True)
 class ErrorSeen:
     """One refusal's error body, and the fields the rule it probes is about."""
@@ -212,6 +215,7 @@ class Readings:
             self._cost_row(),
             self._seconds_row(),
             self._error_body_row(),
+            self._retry_codes_row(),
             self._isolation_row(),
         ]
 
@@ -299,6 +303,22 @@ class Readings:
         else:
             parts.append("no refusal names a field in param")
         return rule, doc, "; ".join(parts), INFO
+
+    def _retry_codes_row(self) -> tuple[str, str, str, str]:
+        """The best-practices page's retry table names codes no page places in a body (docs/fidelity.md)."""
+        rule = "open.retry_table_codes"
+        doc = (
+            "best-practices retry table: 1/200 success, 3 NOT_FOUND, 4 VALIDATION_ERROR, 9 FAILURE, 21 MODAL, "
+            "24 BANNED_PROMPT (midjourney-proxy's submit codes); no page says which body carries them"
+        )
+        codes = sorted({e.code for e in self.errors if isinstance(e.code, int) and not isinstance(e.code, bool)})
+        if not codes:
+            return rule, doc, "no refusal with an integer code seen", INFO
+        table = [c for c in codes if c in RETRY_TABLE_CODES]
+        seen = ", ".join(map(str, codes))
+        if table:
+            return rule, doc, f"error bodies' code took {seen}: the table's {table} among them", INFO
+        return rule, doc, f"error bodies' code took {seen} (HTTP statuses); none of the table's codes", INFO
 
     def _isolation_row(self) -> tuple[str, str, str, str]:
         rule = "refuse.isolation"

@@ -46,7 +46,8 @@ PRICE_480 = "midjourney@video"
 PRICE_IMAGINE = "midjourney@imagine"  # relax, the default speed
 PARENT_PROMPT = "contract check: a red fox in the snow"
 OVERSIZE_FRAME = 12 * MiB + 1024  # the frame limit is 12 MiB
-OVERSIZE_UPLOAD = 21 * MiB  # the upload page's limit is 20 MB
+DECIMAL_OVERSIZE = 20_000_001  # the upload page's "20MB" read as decimal, plus one byte
+BINARY_OVERSIZE = 20 * MiB + 1  # ... read as binary (the fake's default), plus one byte
 OVERSIZE_DOC = "the first frame is ≤ 12 MiB → 400"
 
 
@@ -258,24 +259,38 @@ class Suite:
             self.r.add(rule, doc, f"neither reading: {response.status_code}, {error_shape(response)}", FAIL)
 
     def _upload_size_limit(self) -> None:
-        """A real PNG of 21 MiB, declared image/png: only its size can be refused."""
+        """Real PNGs of 20 000 001 bytes and of 20 MiB + 1, declared image/png: only their size can be
+        refused, and which of them is says whether "20MB" is decimal or binary (docs/fidelity.md)."""
         rule = "open.upload_size_limit"
-        doc = "uploads page: at most 20 MB, 413 beyond"
-        big = padded_png(OVERSIZE_UPLOAD)
-        try:
-            response = self.t.upload(big, PNG, "contract-check-21mib.png")
-        except httpx.TransportError as exc:
-            self.r.add(rule, doc, f"no answer: {type(exc).__name__} (a server may drop a body it will not take)", INFO)
-            return
-        answer = _json(response)
-        if response.status_code == 413:
-            self.r.add(rule, doc, f"limit holds: 21 MiB refused with 413, {error_shape(response)}", INFO)
-        elif response.status_code == 200 and isinstance(answer, dict) and answer.get("bytes") == len(big):
-            self.r.add(rule, doc, "no 20 MB limit: 21 MiB accepted", INFO)
-        elif response.status_code == 400:
-            self.r.add(rule, doc, f"limit holds, with 400 rather than 413: {error_shape(response)}", INFO)
+        doc = "uploads page: 'Maximum file size: 20MB', 413 beyond (20 MB or 20 MiB?)"
+        decimal = self._upload_refused(DECIMAL_OVERSIZE)
+        binary = self._upload_refused(BINARY_OVERSIZE) if decimal is not None else None
+        if decimal is None or binary is None:
+            self.r.add(rule, doc, "no answer to an oversize upload (a server may drop a body it will not take)", INFO)
+        elif decimal and binary:
+            self.r.add(rule, doc, "20 MB decimal: 20 000 001 bytes refused (--max-upload-bytes 20000000)", INFO)
+        elif binary:
+            self.r.add(rule, doc, "20 MiB: 20 000 001 bytes accepted, 20 MiB + 1 refused (the fake's default)", INFO)
+        elif decimal:
+            self.r.add(rule, doc, "neither reading: 20 000 001 bytes refused but 20 MiB + 1 accepted", FAIL)
         else:
-            self.r.add(rule, doc, f"neither reading: {response.status_code}, {error_shape(response)}", FAIL)
+            self.r.add(rule, doc, "no 20 MB limit: 20 MiB + 1 accepted", INFO)
+
+    def _upload_refused(self, size: int) -> bool | None:
+        """Whether an upload of ``size`` bytes is refused for its size (413, or 400 naming the size); None:
+        no answer, or an answer that is neither (noted as a FAIL)."""
+        big = padded_png(size)
+        try:
+            response = self.t.upload(big, PNG, f"contract-check-{size}.png")
+        except httpx.TransportError:
+            return None
+        answer = _json(response)
+        if response.status_code in (400, 413):
+            return True
+        if response.status_code == 200 and isinstance(answer, dict) and answer.get("bytes") == len(big):
+            return False
+        self.r.add("open.upload_size_limit", f"an upload of {size} bytes", error_shape(response), FAIL)
+        return None
 
     # -- paid ----------------------------------------------------------------------------------
 

@@ -211,3 +211,16 @@ def test_command_line_needs_a_token() -> None:
     )
     assert result.returncode == 2
     assert "APIMART_TOKEN" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("limit", "reading"), [(20 * 1024 * 1024, "20 MiB: 20 000 001 bytes accepted"), (20_000_000, "20 MB decimal")]
+)
+def test_the_upload_probe_settles_20_mb_against_20_mib(limit: int, reading: str) -> None:
+    """Both oversize uploads are sent, so the live run says which reading of '20MB' holds."""
+    report, _ = check(fake(max_upload_bytes=limit), examples=1, max_paid_tasks=0)
+    observed = {f.rule: (f.verdict, f.observed) for f in report.findings}
+    verdict, text = observed["open.upload_size_limit"]
+    assert verdict == INFO and text.startswith(reading), text
+    verdict, text = observed["open.retry_table_codes"]
+    assert verdict == INFO and "none of the table's codes" in text, text
