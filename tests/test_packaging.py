@@ -16,7 +16,7 @@ import pytest
 
 from mockserver.testing import ServerProcess
 
-from .test_readme import EXAMPLES
+from .docs_examples import EXAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = {"schemathesis", "hypothesis", "respx", "redis", "httpx", "jsonschema", "referencing"}
@@ -80,13 +80,13 @@ def test_installed_as_a_user_would(wheel: Path, tmp_path: Path) -> None:
     run(python, "-m", "pip", "install", "--quiet", f"{wheel}[testing]", "pytest", "requests")
     (tmp_path / "suite").mkdir()
     (tmp_path / "suite" / "test_user.py").write_text(USER_TEST)
-    for name, code in EXAMPLES.items():  # the README's examples, pasted into the user's suite
-        (tmp_path / "suite" / f"test_readme_{name}.py").write_text(code)
+    for name, code in EXAMPLES.items():  # the examples of the README and docs/*.md, pasted into the user's suite
+        (tmp_path / "suite" / f"test_docs_{name}.py").write_text(code)
     (tmp_path / "suite" / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     passed = run(python, "-m", "pytest", "-v", "-p", "no:cacheprovider", cwd=tmp_path / "suite", check=False)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     for name in EXAMPLES:
-        assert f"test_readme_{name}.py::" in passed.stdout and " FAILED" not in passed.stdout, passed.stdout
+        assert f"test_docs_{name}.py::" in passed.stdout and " FAILED" not in passed.stdout, passed.stdout
     assert f"{len(EXAMPLES) + 1} passed" in passed.stdout, passed.stdout
     # beside MockServer's client: one sentence, not a traceback
     run(python, "-m", "pip", "install", "--quiet", "--no-deps", "mockserver-client")

@@ -1,31 +1,26 @@
-"""The README's examples run, as a user would paste them into their own test suite."""
+"""The examples of the README and of docs/*.md run, as a user would paste them into their own test suite."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
+
+from .docs_examples import EXAMPLES, PAGES
 
 pytest_plugins = ["pytester"]
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-EXAMPLE = re.compile(r"<!-- readme-test: (?P<name>\w+) -->\n```python\n(?P<code>.*?)```", re.DOTALL)
-EXAMPLES = {m.group("name"): m.group("code") for m in EXAMPLE.finditer(README.read_text(encoding="utf-8"))}
-
 
 def test_readme_has_the_examples() -> None:
-    assert set(EXAMPLES) == {
-        "mock_sync",
-        "mock_async",
-        "clock",
-        "fault",
-        "ledger",
-        "server",
-        "verify",
-        "strict",
-        "seed",
-        "respond",
+    assert PAGES == {
+        "mock_sync": "README.md",
+        "mock_async": "README.md",
+        "clock": "README.md",
+        "fault": "README.md",
+        "ledger": "README.md",
+        "server": "README.md",
+        "verify": "docs/control-plane.md",
+        "seed": "docs/control-plane.md",
+        "respond": "docs/control-plane.md",
+        "strict": "docs/python-api.md",
     }
 
 

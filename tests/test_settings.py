@@ -104,3 +104,13 @@ def test_every_field_is_a_flag_and_a_variable() -> None:
 def test_bad_values_refused(env: dict[str, str]) -> None:
     with pytest.raises((ValueError, argparse.ArgumentTypeError)):
         Settings.from_env(env)
+
+
+def test_every_setting_is_in_the_settings_page() -> None:
+    """docs/settings.md lists every flag of ``mockserver serve`` (one name per idea, in code and docs)."""
+    import dataclasses
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text(encoding="utf-8")
+    missing = [f.name for f in dataclasses.fields(Settings) if f"`--{f.name.replace('_', '-')}" not in page]
+    assert missing == [], f"docs/settings.md does not list {missing}"
