@@ -61,7 +61,7 @@ from .core.records import (
     UploadRecord,
 )
 from .core.spec import Spec
-from .settings import Settings
+from .settings import MiB, Settings
 from .store import AccountLimit, MemoryStore, Overdraft, StateImage, Store, open_store
 from .store.aio import HotStore, Inline, SharedClock, hot
 
@@ -325,7 +325,7 @@ class Fake:
             self._in_flight.discard((account, key))
 
     def _same_body(self, record: TaskRecord | None, fingerprint: str) -> None:
-        """'The same key with a different body → 409 idempotency_key_reused' (docs/evidence.md)."""
+        """'The same key with a different body → 409 idempotency_key_reused' (docs/fidelity.md)."""
         if not self.settings.idempotency_conflicts:
             return
         if record is not None and record.params.get("fingerprint", fingerprint) != fingerprint:
@@ -609,12 +609,14 @@ class Fake:
         fault_header: str | None = None,
         facts: Facts | None = None,
     ) -> UploadRecord:
-        """An uploaded image, kept for ``image_urls`` and ``end_url`` (uploads page: at most 20 MB,
+        """An uploaded image, kept for ``image_urls`` and ``end_url`` (uploads page: "20MB", read as 20 MiB,
         413 beyond; "content_type: detected MIME type", whatever the part declared)."""
         await self.apply_fault(await self._choose(fault_header, "upload", account), facts)
         limit = self.settings.max_upload_bytes
         if len(data) > limit:
-            raise ApiError(413, f"file is larger than {limit} bytes ({len(data)})", param="file")
+            raise ApiError(
+                413, f"file is {len(data)} bytes; an upload may be at most {limit} bytes{_mib(limit)}", param="file"
+            )
         if not data:
             raise bad_request("file is empty", "file")
         info = images.sniff(data)
@@ -1229,6 +1231,11 @@ def _upload_links(body: Mapping[str, Any]) -> bool:
     end = body.get("end_url")
     found = isinstance(end, str) and "/media/uploads/" in end
     return found or (isinstance(urls, list) and any(isinstance(u, str) and "/media/uploads/" in u for u in urls))
+
+
+def _mib(size: int) -> str:
+    """`` (20 MiB)`` for a whole number of MiB, as the limits are written."""
+    return f" ({size // MiB} MiB)" if size % MiB == 0 else ""
 
 
 def _kept(**values: Any) -> dict[str, Any]:

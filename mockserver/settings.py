@@ -73,7 +73,10 @@ class Settings:
     media_ttl_seconds: float = _opt(
         3 * 86400.0, "how long result files stay downloadable after the task ends; then 410 (expires_at; 72 h)"
     )
-    max_upload_bytes: int = _opt(20 * MiB, "largest image upload; larger ones get 413 (the provider's 20 MB)")
+    max_upload_bytes: int = _opt(
+        20 * MiB,
+        "largest image upload; larger ones get 413 (20 MiB: the uploads page's '20MB'; 20000000 reads it as decimal)",
+    )
     upload_ttl_seconds: float = _opt(3 * 86400.0, "how long an upload URL serves its file; then 410 (72 h)")
     conflict_code: str = _opt(
         "status",

@@ -220,7 +220,7 @@ def uploads_fetchable(
     body: Mapping[str, Any], uploads: Mapping[str, UploadRecord | None], now: float, ttl: float
 ) -> None:
     """A frame that links to this server's uploads must name one it still serves: an unknown upload
-    (404) or an expired one (410) cannot be fetched by the real API either (docs/evidence.md,
+    (404) or an expired one (410) cannot be fetched by the real API either (docs/fidelity.md,
     "Dead upload URLs"; ``--dead-uploads accept`` keeps the older reading)."""
     for param, url in frame_urls(body):
         if url not in uploads:
@@ -241,7 +241,7 @@ def uploads_fetchable(
 
 def no_data_urls(body: Mapping[str, Any]) -> None:
     """'Generation APIs no longer accept base64': under ``--data-url-frames refuse`` a ``data:`` frame
-    is refused, pointing at the upload route (docs/evidence.md, "Base64 frames")."""
+    is refused, pointing at the upload route (docs/fidelity.md, "Base64 frames")."""
     for param, url in frame_urls(body):
         if url[:5].lower() == "data:":
             raise bad_request(
