@@ -82,6 +82,13 @@ def _request_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def tasks_made(tallies: dict[str, Tally], profile: Any) -> int:
+    """Submissions schemathesis sent with the key that were accepted (each a task on the target)."""
+    if profile.charges:
+        return 0  # sent without the key
+    return sum(tallies[label].statuses.get(200, 0) for label in PAID_OPERATIONS if label in tallies)
+
+
 def run(
     target: Target,
     report: Report,

@@ -27,6 +27,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     paid_tasks: int = 0
     paid_units: dict[str, int] = field(default_factory=dict)
+    schemathesis_tasks: int = 0  # tasks schemathesis's accepted submissions made (none on a live target)
     seconds: float = 0.0
 
     def add(self, rule: str, doc: str, observed: str, verdict: str) -> Finding:
@@ -60,6 +61,7 @@ class Report:
             "target_is_mockserver": self.fake,
             "paid_tasks": self.paid_tasks,
             "paid_units": self.paid_units,
+            "schemathesis_tasks": self.schemathesis_tasks,
             "seconds": round(self.seconds, 3),
             "counts": self.counts(),
             "findings": [asdict(f) for f in self.findings],
@@ -90,5 +92,7 @@ class Report:
         counts = self.counts()
         out.write(
             f"{line}\n{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped, {counts[INFO]} open points "
-            f"reported; {self.paid_tasks} paid task(s) used; {self.seconds:.1f} s\n"
+            f"reported; {self.paid_tasks} paid task(s) used"
+            + (f", and {self.schemathesis_tasks} task(s) made by schemathesis" if self.schemathesis_tasks else "")
+            + f"; {self.seconds:.1f} s\n"
         )

@@ -56,6 +56,8 @@ def run_contract(
     try:
         log(f"contract check of {target.base_url} ({target.profile.name})")
         _announce(paid_plan(), target.budget.max_paid, target.profile, log)
+        if schemathesis:
+            log(_fuzz_announcement(target.profile))
         for check in CHECKS:
             log(f"== {check.title}" + (" (paid)" if check.tasks else ""))
             try:
@@ -63,7 +65,8 @@ def run_contract(
             except BudgetExhausted as exc:
                 report.add(check.rule, check.doc, f"skipped: {exc}", SKIP)
         if schemathesis:
-            fuzz.run(target, report, examples=examples, log=log)
+            tallies = fuzz.run(target, report, examples=examples, log=log)
+            report.schemathesis_tasks = fuzz.tasks_made(tallies, target.profile)
     finally:
         target.close()
     report.paid_tasks = target.budget.used
@@ -79,6 +82,16 @@ def run_contract(
         shown = ", ".join(f"{k}={v}" for k, v in calibration.items()) or "nothing observed"
         log(f"calibration written to {calibration_path}: {shown}")
     return report
+
+
+def _fuzz_announcement(profile: Profile) -> str:
+    """What schemathesis will submit, said before it runs (it is not part of the paid budget)."""
+    if profile.charges:
+        return "schemathesis sends the paid operations without the key (each must be 401): it makes no task"
+    return (
+        "schemathesis then submits generated bodies with the key: each one accepted is a task on the target "
+        "too (free here), outside the paid budget above; the report counts them"
+    )
 
 
 def _announce(plan: list[Check], budget: int | None, profile: Profile, log: Callable[[str], None]) -> None:

@@ -50,6 +50,9 @@ def test_fake_passes_in_process() -> None:
         assert verdicts[rule] == INFO
     assert any(rule.startswith("schemathesis POST /v1/midjourney/generations/video") for rule in verdicts)
     assert "passed, 0 failed" in output
+    assert "schemathesis then submits generated bodies with the key" in output
+    assert report.schemathesis_tasks > 0
+    assert f"and {report.schemathesis_tasks} task(s) made by schemathesis" in output
 
 
 CALIBRATIONS = [
@@ -140,6 +143,7 @@ def test_live_target_spends_nothing_by_default() -> None:
     # Probes about task_id / index need a real imagine task: without one they would prove nothing.
     assert {"refuse.frame_and_task", "refuse.index_above_3", "refuse.auto_without_index"} <= skipped
     assert "about to use 0 paid task(s)" in output
+    assert "schemathesis sends the paid operations without the key" in output and report.schemathesis_tasks == 0
     assert [line.split(": ", 1)[1] for line in output.splitlines() if "skipped for the budget" in line] == [
         check.title for check in paid_plan()
     ]
