@@ -622,7 +622,9 @@ class Fake:
         info = images.sniff(data)
         if info is None:
             shown = content_type or "unknown"
-            raise bad_request(f"file must be a JPEG, PNG, GIF or WebP image (declared {shown}, not one)", "file")
+            raise bad_request(
+                f"Unsupported Format: file must be a JPEG, PNG, GIF or WebP image (declared {shown}, not one)", "file"
+            )
         upload = UploadRecord(
             id=self.new_id("upl"),
             account=account,

@@ -482,8 +482,12 @@ def test_uploaded_frame_over_limit_refused(make_api: MakeApi) -> None:
 
 def test_upload_refusals(api: Api) -> None:
     path = "/v1/uploads/images"
-    assert_refused(api.client.post(path, files={"file": ("a.txt", b"hi", "text/plain")}), 400, "file", "image")
-    assert_refused(api.client.post(path, files={"other": ("a.png", PNG, "image/png")}), 400, "file", "required")
+    assert_refused(
+        api.client.post(path, files={"file": ("a.txt", b"hi", "text/plain")}), 400, "file", "Unsupported Format"
+    )
+    assert_refused(
+        api.client.post(path, files={"other": ("a.png", PNG, "image/png")}), 400, "file", "Missing File Field"
+    )
     assert_refused(api.client.post(path, files={"file": ("a.png", b"", "image/png")}), 400, "file", "empty")
     assert_refused(api.client.post(path, json={"file": "x"}), 415, "file", "multipart")
     unauth = api.client.post(path, files={"file": ("a.png", PNG, "image/png")}, headers={"Authorization": ""})

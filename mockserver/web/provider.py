@@ -253,7 +253,7 @@ class ProviderRoutes:
         async with request.form(max_files=1, max_fields=16) as form:
             part = form.get("file")
             if not isinstance(part, UploadFile):
-                raise bad_request("file is required: send the image as the multipart part 'file'", "file")
+                raise bad_request("Missing File Field: send the image as the multipart part 'file'", "file")
             content_type = (part.content_type or "").split(";")[0].strip().lower()
             data = await part.read()
             filename = safe_filename(part.filename, content_type)
