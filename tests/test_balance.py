@@ -12,6 +12,7 @@ import pytest
 from mockserver import Settings, create_app
 from mockserver.core.clock import VirtualClock
 from mockserver.core.spec import Spec
+from mockserver.testing.control import MockControl
 from mockserver.testing.transport import SyncASGITransport
 
 PATHS = ["/v1/balance", "/balance", "/v1/user/balance", "/user/balance"]
@@ -77,3 +78,22 @@ def test_an_unknown_key_is_a_200_saying_so_and_no_key_a_401() -> None:
         assert unknown.json() == {"success": False, "message": "Failed to get token info"}
         missing = c.get("/v1/user/balance", headers={"Authorization": ""})
         assert missing.status_code == 401 and missing.json()["error"]["code"] == 401
+
+
+def test_the_control_client_reads_the_balance_as_the_client_would(apimart_mock: MockControl) -> None:
+    assert apimart_mock.ledger.balance("t") == {
+        "success": True,
+        "remain_balance": -1,
+        "used_balance": 0.0,
+        "unlimited_quota": True,
+    }
+    apimart_mock.ledger.set_balance("t", 10)
+    with httpx.Client(base_url=apimart_mock.base_url, headers={"Authorization": "Bearer t"}) as client:
+        client.post("/v1/midjourney/generations/video", json={"prompt": "p", "image_urls": ["https://e.com/a.png"]})
+    answer = apimart_mock.ledger.balance("t")
+    assert (answer["remain_balance"], answer["used_balance"], answer["unlimited_quota"]) == (8, 2, False)
+
+
+def test_the_control_client_reads_the_balance_of_a_real_server(apimart_server: MockControl) -> None:
+    apimart_server.ledger.set_balance("s", 5)
+    assert apimart_server.ledger.balance("s")["remain_balance"] == 5

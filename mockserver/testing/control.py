@@ -522,6 +522,17 @@ class LedgerControl:
         account = summary["accounts"].get(account_id(token))
         return float(account["spent"]) if account else 0.0
 
+    def balance(self, token: str) -> dict[str, Any]:
+        """What ``GET /v1/balance`` answers the client holding ``token`` (``remain_balance``,
+        ``used_balance``, ``unlimited_quota``, in the server's ``--balance-unit``)::
+
+            assert apimart_mock.ledger.balance("t")["unlimited_quota"] is True
+        """
+        root = str(self._http.base_url).rstrip("/").removesuffix("/__mock__")
+        answer = self._http.get(root + "/v1/balance", headers={"Authorization": f"Bearer {token}"})
+        result: dict[str, Any] = _raise_for(answer)
+        return result
+
     def set_balance(self, token: str, balance: float | None) -> None:
         """Give an account a balance (None: unlimited); a submission that would overdraw it gets 402::
 
