@@ -40,6 +40,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable
 from typing import Any, NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -76,6 +77,17 @@ def _ready(receive: Receive) -> bool:
     return isinstance(event, asyncio.Event) and event.is_set()
 
 
+def _deadline(scope: Scope, seconds: float) -> float:
+    """When the body must be in, on the event loop's clock; never for an in-process caller (its
+    body is in memory already) or on a loop other than asyncio's (trio, through anyio)."""
+    if WIRE_FAULTS_EXTENSION in (scope.get("extensions") or {}):
+        return math.inf
+    try:
+        return asyncio.get_running_loop().time() + seconds
+    except RuntimeError:
+        return math.inf
+
+
 class Heads(NamedTuple):
     """What the edge reads of a request's headers, in one pass over them."""
 
@@ -104,7 +116,107 @@ class Heads(NamedTuple):
         return cls(too_large, has_body, read, journal, len(dumps(journal)))
 
 
+class Exchange:
+    """One request on its way through the edge: the ``receive`` and ``send`` the app is given, and
+    what they have seen so far (the body's size, the status, whether the body is in and the answer
+    started or finished). The journal entry and the last resort read it after the app returns."""
+
+    __slots__ = ("body_done", "complete", "cut_off", "deadline", "facts", "in_process", "limit", "scope",
+                 "size", "started", "status", "timeout", "upstream_receive", "upstream_send")  # fmt: skip
+
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, facts: dict[str, Any], edge: Edge, has_body: bool
+    ) -> None:
+        self.scope, self.upstream_receive, self.upstream_send, self.facts = scope, receive, send, facts
+        self.in_process = WIRE_FAULTS_EXTENSION in (scope.get("extensions") or {})
+        self.limit, self.timeout = edge.limit, edge.body_timeout
+        self.size = self.status = 0
+        self.body_done = not has_body
+        self.cut_off = self.started = self.complete = False
+        self.deadline: float | None = None
+
+    async def receive(self) -> Message:
+        """The next message, counted against the body limit (413) and timed (408) while the body is
+        still coming; once it is in, only a disconnect can come, whenever it comes."""
+        if self.body_done:
+            return await self.upstream_receive()
+        if self.in_process or (self.deadline is None and _ready(self.upstream_receive)):
+            message = await self.upstream_receive()  # in hand already: no timer
+        else:
+            message = await self.timed_receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.body_done = True
+        self.size += len(message.get("body", b""))
+        if self.size > self.limit:
+            raise BodyTooLarge(self.limit)
+        return message
+
+    async def timed_receive(self) -> Message:
+        """A read that may have to wait: within ``body_timeout_seconds`` of the first such read."""
+        if self.deadline is None:
+            self.deadline = _deadline(self.scope, self.timeout)
+        if self.deadline == math.inf:
+            return await self.upstream_receive()
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                return await self.upstream_receive()
+        except TimeoutError:
+            raise BodyTimeout(self.timeout) from None
+
+    def leaving(self) -> Awaitable[Any]:
+        """What ends when the client hangs up (``core.clock.LEAVING``): its next message once the
+        body is in; before that, nothing (the body's own reads would take it)."""
+        return self.upstream_receive() if self.body_done else asyncio.Event().wait()
+
+    async def send(self, message: Message) -> None:
+        """The route's answer on its way out: as written, or marked and cut by a wire fault."""
+        fault = self.facts.get("wire_fault")
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.started = True
+            if fault is None and self.body_done and not (self.in_process and "latency_ms" in self.facts):
+                await self.upstream_send(message)  # the common case: the answer as the route wrote it
+            else:
+                await self.upstream_send({**message, "headers": self.marked(message, fault)})
+            return
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
+        if fault is None or self.in_process:
+            await self.upstream_send(message)
+        elif not self.cut_off:
+            await self.cut(message, fault)
+
+    def marked(self, start: Message, fault: str | None) -> list[tuple[bytes, bytes]]:
+        """The start's headers with what the edge adds: ``connection: close``, the fault's name, the
+        latency an in-process transport is to act out."""
+        headers = list(start.get("headers", []))
+        if fault is not None or not self.body_done:
+            # A wire fault closes the connection; so does an answer sent before the body was
+            # read (the rest of it would otherwise hold the connection open, trickling in).
+            headers = [(k, v) for k, v in headers if k.lower() != b"connection"]
+            headers.append((b"connection", b"close"))
+        if fault is not None:
+            headers.append((b"x-mock-fault", fault.encode()))
+        if self.in_process and "latency_ms" in self.facts:
+            headers.append((LATENCY_HEADER, str(self.facts["latency_ms"]).encode()))
+        return headers
+
+    async def cut(self, message: Message, fault: str) -> None:
+        """A wire fault's body: none of it (``drop``) or half (``truncate``), then nothing more."""
+        self.cut_off = True
+        body: bytes = message.get("body", b"")
+        sent = b"" if fault == "drop" else body[: len(body) // 2]
+        log.warning("mockserver: %s fault on %s: sent %d of %d body bytes, closing", fault, self.scope["path"],
+                    len(sent), len(body))  # fmt: skip
+        # Left unfinished on purpose: the server closes the connection
+        # (uvicorn logs "ASGI callable returned without completing response").
+        await self.upstream_send({"type": "http.response.body", "body": sent, "more_body": True})
+
+
 class Edge:
+    """The middleware this module describes: each HTTP request gets an ``Exchange`` (its wrapped
+    ``receive`` and ``send``), is answered by a canned response or its route, and is journaled."""
+
     def __init__(self, app: ASGIApp, fake: Fake, routes: ProviderRoutes | None = None) -> None:
         self.app = app
         self.fake = fake
@@ -126,7 +238,6 @@ class Edge:
             error = BodyTooLarge(self.limit)
             await JSONResponse(error.body(), 413, headers={"connection": "close"})(scope, receive, send)
             return
-        has_body = heads.has_body
         scope[READ_HEADERS] = heads.read
         journaled = not scope["path"].startswith(CONTROL_PREFIX) and scope["path"] != HEALTH_PATH
         if self.refreshes:  # a store that keeps a copy of the shared settings: make it current, once
@@ -137,92 +248,33 @@ class Edge:
         if state is None:
             state = scope["state"] = {}
         state["mock_journal"] = facts
-        in_process = WIRE_FAULTS_EXTENSION in (scope.get("extensions") or {})
-        limit, body_timeout = self.limit, self.body_timeout
-        size = 0
-        status = 0
-        cut_off = False
-        body_done = not has_body
-        response_started = response_complete = False
-        deadline: float | None = None
-
-        async def edge_receive() -> Message:
-            nonlocal size, body_done, deadline
-            if body_done:  # the body is in: only a disconnect can come, whenever it comes
-                return await receive()
-            if in_process or (deadline is None and _ready(receive)):
-                message = await receive()  # in hand already: no timer
-            else:
-                if deadline is None:
-                    deadline = self._deadline(scope, body_timeout)  # from the first read that has to wait
-                if deadline == math.inf:
-                    message = await receive()
-                else:
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            message = await receive()
-                    except TimeoutError:
-                        raise BodyTimeout(body_timeout) from None
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                body_done = True
-            size += len(message.get("body", b""))
-            if size > limit:
-                raise BodyTooLarge(limit)
-            return message
-
-        async def edge_send(message: Message) -> None:
-            nonlocal status, cut_off, response_started, response_complete
-            fault = facts.get("wire_fault")
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                response_started = True
-                if fault is None and body_done and not (in_process and "latency_ms" in facts):
-                    await send(message)  # the common case: the answer as the route wrote it
-                    return
-                headers = list(message.get("headers", []))
-                if fault is not None or not body_done:
-                    # A wire fault closes the connection; so does an answer sent before the body was
-                    # read (the rest of it would otherwise hold the connection open, trickling in).
-                    headers = [(k, v) for k, v in headers if k.lower() != b"connection"]
-                    headers.append((b"connection", b"close"))
-                if fault is not None:
-                    headers.append((b"x-mock-fault", fault.encode()))
-                if in_process and "latency_ms" in facts:
-                    headers.append((LATENCY_HEADER, str(facts["latency_ms"]).encode()))
-                await send({**message, "headers": headers})
-                return
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                response_complete = True
-            if fault is None or in_process:
-                await send(message)
-                return
-            if cut_off:
-                return
-            cut_off = True
-            body: bytes = message.get("body", b"")
-            sent = b"" if fault == "drop" else body[: len(body) // 2]
-            log.warning("mockserver: %s fault on %s: sent %d of %d body bytes, closing", fault, scope["path"],
-                        len(sent), len(body))  # fmt: skip
-            # Left unfinished on purpose: the server closes the connection
-            # (uvicorn logs "ASGI callable returned without completing response").
-            await send({"type": "http.response.body", "body": sent, "more_body": True})
-
-        if not in_process:
-            LEAVING.set(lambda: receive() if body_done else asyncio.Event().wait())  # see core.clock.pause
+        exchange = Exchange(scope, receive, send, facts, self, heads.has_body)
+        if not exchange.in_process:
+            LEAVING.set(exchange.leaving)  # see core.clock.pause
         try:
-            asked = journaled and self.fake.canned_possible()  # none kept (the usual case): nothing to ask
-            canned, app_receive = await self.canned(scope, edge_receive) if asked else (None, edge_receive)
-            await (canned or self._route(scope))(scope, app_receive, edge_send)
+            await self._answer(scope, exchange, journaled)
         except Exception as exc:
-            if response_started and not response_complete:
+            if exchange.started and not exchange.complete:
                 raise  # half an answer is out: only closing the connection can tell the client
-            log.exception("mockserver: unhandled error on %s %s", scope["method"], scope["path"])
-            if not response_started:
-                body = error_body(500, f"internal error: {type(exc).__name__}", SERVER)
-                await JSONResponse(body, 500)(scope, edge_receive, edge_send)
+            await self._last_resort(scope, exchange, exc)
         finally:
             if journaled:
-                self._journal(scope, heads, facts, at, started, size, status)
+                self._journal(scope, heads, facts, at, started, exchange.size, exchange.status)
+
+    async def _answer(self, scope: Scope, exchange: Exchange, journaled: bool) -> None:
+        """A canned response if one matches (provider requests only), else the route."""
+        asked = journaled and self.fake.canned_possible()  # none kept (the usual case): nothing to ask
+        canned, app_receive = await self.canned(scope, exchange.receive) if asked else (None, exchange.receive)
+        await (canned or self._route(scope))(scope, app_receive, exchange.send)
+
+    @staticmethod
+    async def _last_resort(scope: Scope, exchange: Exchange, exc: Exception) -> None:
+        """An error no handler answered: logged, and a 500 in the provider's error body unless an
+        answer had started (and finished) already."""
+        log.exception("mockserver: unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
+        if not exchange.started:
+            body = error_body(500, f"internal error: {type(exc).__name__}", SERVER)
+            await JSONResponse(body, 500)(scope, exchange.receive, exchange.send)
 
     def _route(self, scope: Scope) -> ASGIApp:
         """A provider hot route straight from the path table, else Starlette's router."""
@@ -248,17 +300,6 @@ class Edge:
                 self._seen.clear()
             found = self._seen[key] = Heads.of(raw, self.limit)
         return found
-
-    @staticmethod
-    def _deadline(scope: Scope, seconds: float) -> float:
-        """When the body must be in, on the event loop's clock; never for an in-process caller (its
-        body is in memory already) or on a loop other than asyncio's (trio, through anyio)."""
-        if WIRE_FAULTS_EXTENSION in (scope.get("extensions") or {}):
-            return math.inf
-        try:
-            return asyncio.get_running_loop().time() + seconds
-        except RuntimeError:
-            return math.inf
 
     def _journal(
         self, scope: Scope, heads: Heads, facts: dict[str, Any], at: float, started: float, size: int, status: int

@@ -1,0 +1,38 @@
+"""``/responses``: canned responses, answered to the provider requests they match."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ..http import JSONResponse
+from .common import Routes, account_of
+
+
+class CannedResponses(Routes):
+    """List canned responses, add one, delete one or all."""
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/responses", self.listing, methods=["GET"]),
+            Route("/responses", self.add, methods=["POST"]),
+            Route("/responses", self.clear, methods=["DELETE"]),
+            Route("/responses/{response_id}", self.delete, methods=["DELETE"]),
+        ]
+
+    async def listing(self, request: Request) -> Response:
+        return JSONResponse({"responses": [r.to_dict() for r in self.fake.canned_listing()]})
+
+    async def add(self, request: Request) -> Response:
+        body = await self.body(request, "CannedRequest")
+        return JSONResponse(self.fake.add_canned_response(body, account_of(body)).to_dict())
+
+    async def clear(self, request: Request) -> Response:
+        self.fake.clear_canned_responses()
+        return JSONResponse({"deleted": "all"})
+
+    async def delete(self, request: Request) -> Response:
+        response_id = request.path_params["response_id"]
+        self.fake.delete_canned_response(response_id)
+        return JSONResponse({"deleted": response_id})
