@@ -60,6 +60,9 @@ class Rig:
     def counts(self) -> dict[str, int]:
         return dict(self.proxy.divergences.counts)
 
+    def confirmed(self) -> dict[str, int]:
+        return dict(self.proxy.divergences.confirmed)
+
 
 @asynccontextmanager
 async def rig(upstream: ASGIApp, **config: Any) -> AsyncIterator[Rig]:
@@ -117,7 +120,7 @@ def test_answers_come_back_unchanged() -> None:
             assert (missing.status_code, missing.content) == (404, (await direct.get("/v1/tasks/task_nope")).content)
             assert r.counts() == {}
             listed = (await r.client.get("/__mock__/divergences")).json()
-            assert listed == {"total": 0, "counts": {}, "divergences": []}
+            assert listed == {"total": 0, "counts": {}, "divergences": [], "confirmed": {"total": 0, "counts": {}}}
         assert "mockserver proxy: no divergence from spec/openapi.yaml" in r.lines
 
     run(scenario())
@@ -186,7 +189,8 @@ def test_a_refused_submission_gives_its_slot_back_and_spend_is_counted() -> None
             assert spend["by_price_key"]["midjourney@video"]["refunded"] == 2
             assert spend["credits"] == 8 and spend["usd"] == pytest.approx(0.8)
         assert len(upstream.state.fake.store.tasks()) == 2
-        assert r.counts() == {"request.rule": 2}  # forwarded and refused upstream; refused locally
+        assert r.counts() == {"request.rule": 1}  # refused locally, for the budget: the upstream never saw it
+        assert r.confirmed() == {"request.rule": 1}  # forwarded and refused upstream too: agreement
         assert any(line.endswith("not forwarded (--max-paid-tasks reached)") for line in r.lines)
         assert any("paid task 1 of 2 accepted" in line and "8 credit(s) (0.80 USD)" in line for line in r.lines)
         assert any("spent 8 credit(s) (0.80 USD) on 2 paid task(s)" in line for line in r.lines)
@@ -386,7 +390,8 @@ def test_strict_lets_conforming_answers_and_agreed_refusals_through() -> None:
                 await r.client.post(VIDEO, content=b"{", headers={"content-type": "application/json"})
             ).status_code == 400
             assert (await r.client.get(f"/v1/tasks/{task_id}", headers={"Authorization": ""})).status_code == 401
-        assert set(r.counts()) == {"request.rule", "request.json", "request.auth"}  # noted, not replaced
+        assert r.counts() == {}  # every refusal the upstream agreed with is confirmed, not a divergence
+        assert set(r.confirmed()) == {"request.rule", "request.json", "request.auth"}
         assert not any("[answer replaced by 502]" in line for line in r.lines)
 
     run(scenario())
@@ -547,12 +552,13 @@ def test_e2e_proxy_process_records_and_never_writes_the_key(tmp_path: Path) -> N
             assert len(videos) == 2 and all(isinstance(v["url"], str) for v in videos)
             assert videos[0]["url"].startswith(upstream.base_url)  # result URLs are the upstream's, unchanged
             assert c.post(VIDEO, json=body(task_id="task_01")).status_code == 400
-            assert c.get("/__mock__/divergences").json()["counts"] == {"request.rule": 1}
+            listed = c.get("/__mock__/divergences").json()
+            assert (listed["counts"], listed["confirmed"]["counts"]) == ({}, {"request.rule": 1})
             assert c.get("/__mock__/spend").json()["tasks"] == 1
         output = proxy.stop()
-    assert "mockserver proxy: 1 divergence(s) from spec/openapi.yaml: request.rule 1" in output
+    assert "mockserver proxy: no divergence from spec/openapi.yaml; 1 refusal(s) the upstream confirmed" in output
     assert "spent 4 credit(s) (0.40 USD) on 1 paid task(s) (--max-paid-tasks 2)" in output
-    assert "DIVERGENCE request.rule: POST /v1/midjourney/generations/video" in output
+    assert "DIVERGENCE" not in output
     recording = json.loads((record / f"{task_id}.json").read_text())
     statuses = [p["body"]["data"]["status"] for p in recording["polls"]]
     assert statuses[-1] == "completed" and "processing" in statuses

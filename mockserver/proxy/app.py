@@ -29,13 +29,14 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Scope
 
 from ..core.accounts import bearer_token
-from ..core.errors import BAD_GATEWAY, INVALID_REQUEST, PAYMENT_REQUIRED, error_body
+from ..core.errors import BAD_GATEWAY, INVALID_REQUEST, NOT_FOUND, PAYMENT_REQUIRED, error_body
 from ..core.jsonio import dumps
 from ..core.ledger import load_prices
 from ..core.replay import PollReading, read_poll
@@ -309,6 +310,7 @@ class Proxy:
     ) -> list[Finding]:
         op, status = exchange.op, upstream.status_code
         findings = verdict.answered(status)
+        self.divergences.confirm(verdict.agreed(status))
         answer_findings, body = self.contract.check_response(
             op, status, upstream.headers.get("content-type", ""), content
         )
@@ -698,6 +700,19 @@ def create_proxy_app(
             proxy.emit(line)
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+    async def not_routed(request: Request, exc: Exception) -> Response:
+        """What no route takes (another method, a request target that is not a path): refused in
+        the provider's error body, as every refusal of the proxy, and not forwarded."""
+        assert isinstance(exc, HTTPException)
+        status, method, path = exc.status_code, request.scope["method"], request.scope["path"]
+        if status == 405:
+            message = f"mockserver proxy: method {method!r} is not forwarded (only {', '.join(methods)})"
+        else:
+            message = f"mockserver proxy: {method!r} {path!r} refused, not forwarded: {exc.detail}"
+        body = error_body(status, proxy.redactor.text(message), NOT_FOUND if status == 404 else INVALID_REQUEST)
+        return Response(dumps(body), status, headers=exc.headers, media_type="application/json")
+
     app = Starlette(
         routes=[
             Route("/__mock__/divergences", divergences, methods=["GET"]),
@@ -708,6 +723,7 @@ def create_proxy_app(
             Route("/{path:path}", forward, methods=methods),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: not_routed},
     )
     app.router.redirect_slashes = False
     app.state.proxy = proxy

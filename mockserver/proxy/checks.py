@@ -331,11 +331,16 @@ class RequestVerdict:
         self.findings.append(Finding(rule, expected, seen, in_answer=False))
 
     def answered(self, status: int) -> list[Finding]:
-        """The request's findings, now that the upstream's status is known: an answer that accepts
-        what the fake refuses diverges; a refusal agrees with the fake (and is only noted)."""
-        accepted = 200 <= status < 300
-        word = f"the upstream accepted it ({status})" if accepted else f"the upstream refused it too ({status})"
-        return [Finding(f.rule, f.expected, f"{f.seen}; {word}", in_answer=accepted) for f in self.findings]
+        """The divergences, now that the upstream's status is known: an answer that accepts what the
+        fake refuses diverges. A refusal agrees with the fake: that is ``agreed``, not a divergence."""
+        if not 200 <= status < 300:
+            return []
+        word = f"the upstream accepted it ({status})"
+        return [Finding(f.rule, f.expected, f"{f.seen}; {word}", in_answer=True) for f in self.findings]
+
+    def agreed(self, status: int) -> list[str]:
+        """The rules the upstream confirmed by refusing what the fake refuses too."""
+        return [] if 200 <= status < 300 else [f.rule for f in self.findings]
 
 
 # -- tasks across polls --------------------------------------------------------------------

@@ -43,7 +43,13 @@ class DivergenceLog:
         self.emit = emit
         self.items: deque[Divergence] = deque(maxlen=keep)
         self.counts: Counter[str] = Counter()
+        self.confirmed: Counter[str] = Counter()  # refusals the upstream agreed with, by rule
         self._lock = threading.Lock()
+
+    def confirm(self, rules: list[str]) -> None:
+        """The upstream refused what the fake refuses: each rule is confirmed, not a divergence."""
+        with self._lock:
+            self.confirmed.update(rules)
 
     def add(
         self,
@@ -77,11 +83,18 @@ class DivergenceLog:
         with self._lock:
             items = [d.to_dict() for d in self.items]
             counts = dict(sorted(self.counts.items()))
-        return {"total": sum(counts.values()), "counts": counts, "divergences": items}
+            confirmed = dict(sorted(self.confirmed.items()))
+        return {
+            "total": sum(counts.values()),
+            "counts": counts,
+            "divergences": items,
+            "confirmed": {"total": sum(confirmed.values()), "counts": confirmed},
+        }
 
     def summary(self) -> str:
-        total = sum(self.counts.values())
+        total, agreed = sum(self.counts.values()), sum(self.confirmed.values())
+        confirmed = f"; {agreed} refusal(s) the upstream confirmed" if agreed else ""
         if not total:
-            return "mockserver proxy: no divergence from spec/openapi.yaml"
+            return f"mockserver proxy: no divergence from spec/openapi.yaml{confirmed}"
         parts = ", ".join(f"{rule} {n}" for rule, n in sorted(self.counts.items()))
-        return f"mockserver proxy: {total} divergence(s) from spec/openapi.yaml: {parts}"
+        return f"mockserver proxy: {total} divergence(s) from spec/openapi.yaml: {parts}{confirmed}"
