@@ -131,7 +131,7 @@ class Fake:
         self._in_flight: set[tuple[str, str]] = set()  # idempotency keys being handled in this process
         self._next_sweep = 0.0
         self._default_limit = AccountLimit(settings.default_balance)  # settings never change: made once
-        self._ulid = UlidMaker()  # monotonic ids, as the ulid package makes them, at a fifth of its cost
+        self._ulid = UlidMaker()  # monotonic ids from the fake's clock (the ulid package's policy)
         # The hot path's store calls (submissions, polls, the journal): at once on the memory store; off the
         # event loop, or through an asyncio client, on SQLite and Redis (``store.aio``).
         self.hot: HotStore = hot(store)
@@ -1203,7 +1203,7 @@ class Fake:
 async def _json_or_none(read_body: Callable[[], Awaitable[bytes]]) -> Any:
     """The request's body as JSON, or None when it is empty or not JSON."""
     raw = await read_body()
-    with contextlib.suppress(ApiError):
+    with contextlib.suppress(ApiError, UnicodeDecodeError):
         return jsonio.loads(raw) if raw.strip() else None
     return None
 

@@ -56,7 +56,7 @@ def _task(data: Mapping[str, Any], path: str) -> None:
     if data.get("settled_at") is not None:
         _number(data["settled_at"], f"{path}.settled_at", 0.0, LATEST)
     aspect = (data.get("params") or {}).get("aspect")
-    if aspect is not None and aspect not in ASPECTS:
+    if aspect is not None and not (isinstance(aspect, str) and aspect in ASPECTS):  # (a list: unhashable)
         raise _refuse(f"{path}.params.aspect", f"must be one of {', '.join(ASPECTS)}")
 
 
