@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import socket
 import sqlite3
 import threading
@@ -23,11 +22,11 @@ from mockserver import Settings, VirtualClock, service
 from mockserver.core import jsonio, ledger, submission
 from mockserver.core.errors import ApiError
 from mockserver.core.faults import Fault, FaultRule
-from mockserver.core.ids import UlidMaker, encode
+from mockserver.core.ids import UlidMaker
 from mockserver.core.journal import Entry, clipped, cut, journal_headers
 from mockserver.core.records import TaskRecord
 from mockserver.service import Fake, shortened
-from mockserver.store import sqlite_hot
+from mockserver.store import resp, sqlite_hot
 from mockserver.store.base import Overdraft
 from mockserver.store.redis import RedisStore
 from mockserver.store.redis_hot import RedisHot
@@ -53,9 +52,25 @@ def test_ids_are_ulids_in_the_order_they_were_made() -> None:
     values = [int(ULID.from_str(text)) for text in same_ms]
     assert values == list(range(values[0], values[0] + 3000))  # each the one before plus one
     assert {ULID.from_str(text).milliseconds for text in same_ms} == {5000}
-    for _ in range(500):
-        value = int.from_bytes(os.urandom(16), "big")
-        assert encode(value) == str(ULID.from_int(value))
+    assert all(text == str(ULID.from_str(text)) for text in same_ms)  # 26 characters, as the package writes them
+    assert make(-1.0)[:10] == "0" * 10 and ULID.from_str(make(1e20)).milliseconds == 2**48 - 1  # clamped
+    assert UlidMaker()(0.0) != UlidMaker()(0.0)  # random bits from the first id on, even at time 0
+
+
+def test_ids_made_on_many_threads_are_distinct_and_in_order_within_each() -> None:
+    make = UlidMaker()
+    made: list[list[str]] = [[] for _ in range(8)]
+
+    def run(out: list[str]) -> None:
+        out.extend(make(7.0) for _ in range(2000))
+
+    threads = [threading.Thread(target=run, args=(out,)) for out in made]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({text for out in made for text in out}) == 16_000
+    assert all(out == sorted(out) for out in made)
 
 
 def test_accounts_are_remembered_by_header_only_when_valid_and_within_bounds() -> None:
@@ -420,6 +435,32 @@ def test_redis_workers_hear_of_each_others_changes(redis_url: str) -> None:
 
 
 # -- the asyncio Redis client -------------------------------------------------------------------------
+
+
+def test_the_redis_client_reads_replies_split_anywhere_and_drops_a_connection_that_is_not_resp() -> None:
+    replies: list[Any] = []
+    lost: list[BaseException | None] = []
+    protocol = resp._Protocol(replies.append, lost.append)
+    wire = b"+OK\r\n:12\r\n$-1\r\n*-1\r\n*3\r\n$1\r\na\r\n-WRONGTYPE x \xff\r\n*0\r\n$3\r\na\r\n\r\n"
+    for at in range(len(wire)):  # a byte at a time: every reply split at every point
+        protocol.data_received(wire[at : at + 1])
+    assert replies[:4] == [b"OK", 12, None, None] and replies[5] == b"a\r\n" and not lost
+    assert replies[4][0] == b"a" and replies[4][2] == []
+    wrong = replies[4][1]  # an error reply inside an array: a value, not a failed connection
+    assert isinstance(wrong, ReplyError) and not isinstance(wrong, ConnectionError)
+    assert str(wrong) == "WRONGTYPE x \ufffd"  # Redis's text, undecodable bytes replaced
+
+    class Closing:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    broken = resp._Protocol(replies.append, lost.append)
+    broken.transport = transport = Closing()  # type: ignore[assignment]
+    broken.data_received(b":1\r\n?what\r\n")
+    assert replies[-1] == 1 and transport.closed  # what came before is answered; then the connection goes
+    assert len(lost) == 1 and isinstance(lost[0], ConnectionError)
 
 
 @pytest.mark.e2e

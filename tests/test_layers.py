@@ -3,7 +3,7 @@
 | layer | may import |
 |---|---|
 | ``core/`` | the standard library, a few small pure libraries, and ``core/`` |
-| ``store/`` | the above, ``redis``, and ``core/`` |
+| ``store/`` | the above, ``redis`` and ``hiredis``, and ``core/`` |
 | ``service.py`` | ``core/``, ``store/``, ``settings`` |
 | ``web/`` | Starlette, ``core/``, ``service``, ``settings``; never a store, never httpx |
 | ``proxy/`` | httpx, Starlette, uvicorn, ``core/``; never the service or a store |
@@ -56,7 +56,7 @@ def allowed(layer: str, name: str) -> bool:
         if layer == "core":
             return top in PURE_LIBRARIES
         if layer == "store":
-            return top in PURE_LIBRARIES or top == "redis"
+            return top in PURE_LIBRARIES or top in ("redis", "hiredis")
         if layer == "service":
             return top in PURE_LIBRARIES
         if layer == "web":

@@ -3,14 +3,19 @@ and uvicorn's keep-alive timeout kept."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
 import socket
+import textwrap
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import uvicorn
+from uvicorn.protocols.http import httptools_impl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from mockserver.protocol import BoundedHttpToolsProtocol, Deadline
@@ -184,3 +189,66 @@ def test_the_keep_alive_timeout_closes_an_idle_connection_and_only_an_idle_one()
             idle_for = closed_within(busy, 5.0)  # now idle: closed after the timeout
         assert idle_for is not None, "an idle connection was kept past the keep-alive timeout"
         assert 0.7 < idle_for < 4.0, idle_for
+
+
+# -- what protocol.py takes from uvicorn's internals (pyproject.toml pins uvicorn's minor for them) ----
+
+HOOKS = (  # HttpToolsProtocol's methods BoundedHttpToolsProtocol overrides or calls: the private ones first
+    "_unset_keepalive_if_required",
+    "_start_asgi_task",
+    "on_response_complete",
+    "timeout_keep_alive_handler",
+    "send_400_response",
+    "shutdown",
+    "on_message_begin",
+    "on_headers_complete",
+    "data_received",
+    "connection_made",
+    "connection_lost",
+)
+CALLED = {  # where uvicorn calls a hook: were it to stop, the override would be dead without a sound
+    "data_received": {"_unset_keepalive_if_required", "send_400_response"},
+    "on_headers_complete": {"_start_asgi_task", "on_response_complete"},
+}
+STATE = ("loop", "logger", "transport", "cycle", "flow", "pipeline", "server_state", "timeout_keep_alive")
+# What uvicorn's on_response_complete touches: BoundedHttpToolsProtocol.on_response_complete is a copy of it.
+ON_RESPONSE_COMPLETE = {
+    "server_state", "total_requests", "transport", "is_closing", "_unset_keepalive_if_required", "flow",
+    "resume_reading", "pipeline", "pop", "_start_asgi_task", "loop", "call_later", "timeout_keep_alive",
+    "timeout_keep_alive_task", "timeout_keep_alive_handler",
+}  # fmt: skip
+
+
+def attributes_used(function: Callable[..., Any]) -> set[str]:
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    return {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+
+
+def test_uvicorn_still_has_what_protocol_py_overrides_and_copies() -> None:
+    """An upgrade of uvicorn that renames or drops one of these breaks this test, not the server in silence."""
+    version = f"uvicorn {uvicorn.__version__}"
+    advice = "mockserver/protocol.py relies on this: compare it with uvicorn's, then move the pin in pyproject.toml"
+    missing = [name for name in HOOKS if not callable(getattr(HttpToolsProtocol, name, None))]
+    assert not missing, f"{version}: HttpToolsProtocol has no {', '.join(missing)}; {advice}"
+    assert isinstance(getattr(httptools_impl, "STATUS_LINE", None), dict), f"{version}: no STATUS_LINE; {advice}"
+    for caller, hooks in CALLED.items():
+        gone = sorted(hooks - attributes_used(getattr(HttpToolsProtocol, caller)))
+        assert not gone, f"{version}: HttpToolsProtocol.{caller} no longer calls {', '.join(gone)}; {advice}"
+    used = attributes_used(HttpToolsProtocol.on_response_complete)
+    assert used == ON_RESPONSE_COMPLETE, (
+        f"{version}: HttpToolsProtocol.on_response_complete changed (now also {sorted(used - ON_RESPONSE_COMPLETE)}, "
+        f"no longer {sorted(ON_RESPONSE_COMPLETE - used)}); BoundedHttpToolsProtocol's is a copy of it; {advice}"
+    )
+    loop = asyncio.new_event_loop()
+    try:
+        config = uvicorn.Config(hello, log_level="critical")
+        protocol = HttpToolsProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+        protocol.connection_made(Transport())
+        protocol.data_received(REQUEST)
+        loop.run_until_complete(asyncio.sleep(0))  # the request's task runs and answers
+        missing = [name for name in STATE if not hasattr(protocol, name)]
+        missing += [f"cycle.{name}" for name in ("response_complete", "transport") if not hasattr(protocol.cycle, name)]
+        assert not missing, f"{version}: HttpToolsProtocol has no {', '.join(missing)}; {advice}"
+        protocol.connection_lost(None)
+    finally:
+        loop.close()

@@ -1,29 +1,20 @@
-"""A small asyncio Redis client (RESP2) for the hot path: one connection, pipelined, never blocking.
+"""A small asyncio Redis client (RESP2) for the hot path: one connection per event loop, pipelined.
 
-Why not redis-py's own asyncio client: it costs about three times as much per command (a
-connection pool, an async lock and a timeout context per call), and the hot path makes one
-command per request. This one keeps one connection per event loop; every command of one turn
-of the loop goes out in one write, and the replies are matched in order.
-
-- **Timeouts**: each command must be answered within ``timeout`` seconds; one timer per
-  connection (not per command) checks the oldest. A command past it fails with
-  ``TimeoutError``, and so does every command behind it; the connection is closed (late
-  replies would answer the wrong commands) and the next command opens a new one.
-- **A broken or refused connection** fails the commands waiting on it with
-  ``ConnectionError``; the next command connects again.
-- **Error replies** raise ``ReplyError`` (its text is Redis's, e.g. ``READONLY …``).
-- **Scripts** are run by their SHA-1 (``EVALSHA``), loaded with ``EVAL`` when Redis does not
-  know them yet (a restarted Redis).
-- **Subscriptions** (``Subscriber``): a connection of its own in subscribe mode; each message
-  is handed to a callback as soon as it is read (within the same turn of the loop as any
-  request that arrived with it), so that a cache it invalidates is never read stale by a
-  later request.
+Why not redis-py's asyncio client: a connection pool, an async lock and a timeout context per call
+cost several times as much, and the hot path makes one command per request. Here every command
+of one turn of the loop goes out in one write, and the replies (read by ``hiredis.Reader``) are
+matched in order. A command not answered within ``timeout`` fails with ``TimeoutError``, as does
+every one behind it, and the connection is closed (late replies would answer the wrong commands);
+a broken or refused connection, or bytes that are not RESP, fail them with ``ConnectionError``;
+the next command connects again. An error reply is a ``ReplyError`` (Redis's text, e.g.
+``READONLY …``), never a ``ConnectionError``: the caller decides which mean Redis is unavailable.
+``Subscriber`` hands each message to its callback as soon as it is read (in the same turn of the
+loop as any request that came with it), so a cache it invalidates is never read stale.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import ssl
 import time
@@ -31,96 +22,36 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import hiredis
 from redis.connection import SSLConnection, parse_url
 
 Reply = Any  # bytes | int | None | list[Reply] | ReplyError
+_MORE = object()  # hiredis's answer while a reply has not all come
 
 
 class ReplyError(Exception):
     """An error reply from Redis."""
 
 
-def encode(args: Sequence[Any]) -> bytes:
-    """A command in RESP: an array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
-            data = arg.encode()
-        elif isinstance(arg, int | float):
-            data = repr(arg).encode()
-        else:
-            raise TypeError(f"cannot send {type(arg).__name__} to Redis")
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def _same(protocol: asyncio.Protocol) -> asyncio.Protocol:
-    return protocol
-
-
-class _Incomplete(Exception):
-    pass
-
-
-def _parse(buf: bytes, pos: int) -> tuple[Reply, int]:
-    """One reply from ``buf`` at ``pos``, and where the next starts; ``_Incomplete`` when it has not all come."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        raise _Incomplete
-    kind, line = buf[pos : pos + 1], buf[pos + 1 : end]
-    pos = end + 2
-    if kind == b"$":
-        size = int(line)
-        if size < 0:
-            return None, pos
-        if len(buf) < pos + size + 2:
-            raise _Incomplete
-        return buf[pos : pos + size], pos + size + 2
-    if kind == b":":
-        return int(line), pos
-    if kind == b"+":
-        return line, pos
-    if kind == b"-":
-        return ReplyError(line.decode("utf-8", "replace")), pos
-    if kind == b"*":
-        count = int(line)
-        if count < 0:
-            return None, pos
-        items = []
-        for _ in range(count):
-            item, pos = _parse(buf, pos)
-            items.append(item)
-        return items, pos
-    raise ConnectionError(f"unexpected reply from Redis: {buf[pos - len(line) - 3 : pos][:40]!r}")
-
-
 class _Protocol(asyncio.Protocol):
     def __init__(self, on_reply: Callable[[Reply], None], on_lost: Callable[[BaseException | None], None]) -> None:
         self.on_reply = on_reply
         self.on_lost = on_lost
-        self.buffer = b""
+        self.reader = hiredis.Reader(protocolError=ConnectionError, replyError=ReplyError, notEnoughData=_MORE)
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports only look like asyncio's
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buffer + data if self.buffer else data
-        pos = 0
+        self.reader.feed(data)
         try:
-            while pos < len(buf):
-                reply, pos = _parse(buf, pos)
+            while (reply := self.reader.gets()) is not _MORE:
                 self.on_reply(reply)
-        except _Incomplete:
-            pass
-        except (ValueError, ConnectionError) as exc:
+        except ConnectionError as exc:  # not RESP: nothing after it can be matched to a command
             if self.transport is not None:
                 self.transport.close()
-            self.on_lost(ConnectionError(str(exc)))
-            return
-        self.buffer = buf[pos:]
+            self.on_lost(exc)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.on_lost(exc)
@@ -149,14 +80,15 @@ class Options:
             commands.append(["SELECT", self.db])
         return commands
 
-    async def connect(self, factory: Callable[[], asyncio.Protocol]) -> asyncio.BaseTransport:
+    async def connect(self, protocol: _Protocol) -> asyncio.BaseTransport:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.timeout):
             if self.path is not None:
-                transport, _ = await loop.create_unix_connection(factory, self.path)
+                transport, _ = await loop.create_unix_connection(lambda: protocol, self.path)
             else:
                 context = ssl.create_default_context() if self.ssl else None
-                transport, _ = await loop.create_connection(factory, self.host or "localhost", self.port, ssl=context)
+                host = self.host or "localhost"
+                transport, _ = await loop.create_connection(lambda: protocol, host, self.port, ssl=context)
         return transport
 
 
@@ -183,7 +115,7 @@ class Client:
             self._connecting = self.loop.create_future()
             try:
                 protocol = _Protocol(self._on_reply, self._on_lost)
-                await self.options.connect(functools.partial(_same, protocol))
+                await self.options.connect(protocol)
                 self._protocol = protocol
                 hello = self.options.hello()
                 if hello:
@@ -235,7 +167,7 @@ class Client:
             future: asyncio.Future[Reply] = self.loop.create_future()
             self._waiting.append((future, now))
             futures.append(future)
-            self._out.append(encode(command))
+            self._out.append(hiredis.pack_command(tuple(command)))
         if len(self._out) == len(commands):  # the first of this turn: written when the turn ends
             self.loop.call_soon(self._flush)
         if self._watchdog is None:
@@ -319,10 +251,10 @@ class Subscriber:
         while not self._closed:
             try:
                 protocol = _Protocol(self._on_reply, self._on_lost)
-                self._transport = await self.options.connect(functools.partial(_same, protocol))
+                self._transport = await self.options.connect(protocol)
                 assert protocol.transport is not None
                 commands = [*self.options.hello(), ["SUBSCRIBE", self.channel]]
-                protocol.transport.write(b"".join(encode(command) for command in commands))
+                protocol.transport.write(b"".join(hiredis.pack_command(tuple(command)) for command in commands))
                 return
             except (OSError, TimeoutError, ConnectionError):
                 await asyncio.sleep(self.retry)
