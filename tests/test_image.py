@@ -26,13 +26,15 @@ TAG = "localhost/mockserver-test"
 
 
 @pytest.fixture(scope="module")
-def built() -> str:
+def built() -> Iterator[str]:
+    """The image, built for this module and removed after it (its cached layers stay for the next build)."""
     if image.docker_runs():
         pytest.skip("a Docker engine runs here: this test drives podman")
     if shutil.which("podman") is None and shutil.which("apt-get") is None:
         pytest.skip("podman is not installed and cannot be (apt-get install podman runc debootstrap)")
     image.build(TAG)
-    return TAG
+    yield TAG
+    image.podman("rmi", "-f", TAG, check=False, capture=True)
 
 
 def start(tag: str, port: int, *env: str, volume: str | None = None) -> str:
