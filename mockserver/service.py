@@ -222,18 +222,10 @@ class Fake:
 
     # -- faults -------------------------------------------------------------------------
 
-    def choose_fault(
-        self, header: str | None, endpoint: str, account: str | None, body: dict[str, Any] | None = None
-    ) -> Fault | None:
-        prompt = body.get("prompt") if body is not None else None
-        return faults.choose(
-            header, prompt, self._rules(), endpoint, account, body, self.rng, self.store.fire_fault_rule
-        )
-
     async def _choose(
         self, header: str | None, endpoint: str, account: str | None, body: dict[str, Any] | None = None
     ) -> Fault | None:
-        """``choose_fault`` with the rule's firing counted through the hot store: ``faults.choose`` walks the
+        """The fault for a request, the rule's firing counted through the hot store: ``faults.choose`` walks the
         rules; the first it would fire is fired here, and when it had no firing left the walk goes on after it."""
         if header is not None:
             return faults.parse(header)
@@ -390,7 +382,7 @@ class Fake:
         """Store the task, bind its key and charge it in one atomic step of the store (the balance
         checked against the store's running total, never the account's whole history)."""
         if record.created_at >= self._next_sweep:
-            await self.sweep_async()
+            await self.sweep()
         limit = self._default_limit if record.charge else None  # the balance, read in the same step
         if self.inline:  # a store in memory: at once, no coroutine
             stored = self.store.put_task_once(record, key, limit)
@@ -402,9 +394,6 @@ class Fake:
             return Accepted(winner, replayed=True, fault=fault)
         facts["task_id"] = record.id
         return Accepted(record.id, fault=fault)
-
-    def balance(self, account: str) -> float | None:
-        return self.store.balances().get(account, self.settings.default_balance)  # the control plane's
 
     def _check_balance(self, record: TaskRecord, stored: str | Overdraft) -> str:
         """The task id the store bound, or the provider's 402 when the store refused the charge."""
@@ -525,9 +514,6 @@ class Fake:
             quantity=1,
             params={"size": body.get("size"), "speed": speed, **_kept(metadata=metadata)},
         )
-
-    def _parent(self, account: str, task_id: Any) -> submission.ParentTask | None:
-        return self._parent_task(account, self.store.get_task(task_id) if _named(task_id) else None)
 
     def _parent_task(self, account: str, record: TaskRecord | None) -> submission.ParentTask | None:
         if record is None or record.account != account or self.expired(record):
@@ -699,19 +685,10 @@ class Fake:
 
     # -- housekeeping -------------------------------------------------------------------
 
-    def sweep(self) -> None:
-        """Evict tasks nobody can see any more (past retention and past their media's expiry),
-        at most once a minute of the clock: memory stays flat however long the server runs."""
-        now = self.clock.now()
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + 60.0
-        if self.store.evict_tasks(now - self._kept_for(), EVICT_BATCH) >= EVICT_BATCH:
-            self._next_sweep = now  # more to evict: the next submission goes on
-
-    async def sweep_async(self) -> None:
-        """``sweep``, incremental: at most ``EVICT_BATCH`` tasks per submission (the next one goes on
-        while there are more), through the hot store (off the event loop on SQLite and Redis)."""
+    async def sweep(self) -> None:
+        """Evict tasks nobody can see any more (past retention and past their media's expiry), at most
+        once a minute of the clock and ``EVICT_BATCH`` tasks per submission (the next one goes on while
+        there are more), through the hot store: memory stays flat however long the server runs."""
         now = self.clock.now()
         if now < self._next_sweep:
             return
@@ -1243,10 +1220,6 @@ def _mib(size: int) -> str:
 def _kept(**values: Any) -> dict[str, Any]:
     """The values that were given (a task's params keep no nulls)."""
     return {name: value for name, value in values.items() if value is not None}
-
-
-def _named(task_id: Any) -> bool:
-    return isinstance(task_id, str) and bool(task_id)
 
 
 def _picking(picked: list[str]) -> Callable[[str], bool]:

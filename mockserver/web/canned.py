@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope
 
 from ..core.errors import ApiError
 from ..service import Fake
-from .http import JSONResponse
+from .http import JOURNAL_FACTS, JSONResponse
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
@@ -71,7 +71,7 @@ class Canned:
         else:
             answer = None
         if facts:
-            scope.setdefault("state", {}).setdefault("mock_journal", {}).update(facts)
+            scope.setdefault("state", {}).setdefault(JOURNAL_FACTS, {}).update(facts)
         if answer is not None:
             return answer, receive
         following = _replaying(read[0], receive) if read else receive

@@ -52,7 +52,7 @@ from ..core.journal import Entry, journal_headers
 from ..core.jsonio import dumps
 from ..service import Fake
 from .canned import Canned
-from .http import BodyTooLarge, JSONResponse
+from .http import JOURNAL_FACTS, BodyTooLarge, JSONResponse
 from .provider import READ, READ_HEADERS, ProviderRoutes
 
 CONTROL_PREFIX = "/__mock__"
@@ -247,7 +247,7 @@ class Edge:
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
-        state["mock_journal"] = facts
+        state[JOURNAL_FACTS] = facts
         exchange = Exchange(scope, receive, send, facts, self, heads.has_body)
         if not exchange.in_process:
             LEAVING.set(exchange.leaving)  # see core.clock.pause

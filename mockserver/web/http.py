@@ -14,6 +14,8 @@ from ..core.errors import NOT_FOUND, SERVER, ApiError, bad_request, error_body
 from ..core.jsonio import dumps
 from ..service import Accepted, Facts
 
+JOURNAL_FACTS = "mock_journal"  # the key of a request's journal facts in its ASGI scope's state
+
 JSON_TYPES = ("application/json",)
 
 
@@ -24,7 +26,7 @@ class JSONResponse(_StarletteJSONResponse):
 
 def facts(request: Request) -> Facts:
     """What this request's journal entry will say (read by ``edge.Edge``): routes and the service add to it."""
-    found: Facts = request.scope.setdefault("state", {}).setdefault("mock_journal", {})
+    found: Facts = request.scope.setdefault("state", {}).setdefault(JOURNAL_FACTS, {})
     return found
 
 

@@ -30,7 +30,7 @@ from ..core.faults import FAULT_HEADER
 from ..core.jsonio import dumps
 from ..core.media import Links, safe_filename
 from ..service import DIALECT_HEADER, Facts, Fake, shortened
-from .http import JSON_TYPES, JSONResponse, facts, json_object, media_type
+from .http import JOURNAL_FACTS, JSON_TYPES, JSONResponse, facts, json_object, media_type
 
 # Malformed multipart parts are answered with a 400; the parser's own warning about them is noise.
 logging.getLogger("python_multipart").setLevel(logging.ERROR)
@@ -90,9 +90,9 @@ def read_headers(scope: Scope) -> dict[bytes, str]:
 def journal_facts(scope: Scope) -> Facts:
     """What this request's journal entry will say (the edge made the mapping; routes add to it)."""
     state = scope.get("state")
-    found: Facts | None = state.get("mock_journal") if state is not None else None
+    found: Facts | None = state.get(JOURNAL_FACTS) if state is not None else None
     if found is None:  # not through the edge (a test calling a route): a mapping of its own
-        found = scope.setdefault("state", {}).setdefault("mock_journal", {})
+        found = scope.setdefault("state", {}).setdefault(JOURNAL_FACTS, {})
     return found
 
 
