@@ -273,7 +273,7 @@ class Readings:
 
     def _seconds_row(self) -> tuple[str, str, str, str]:
         rule = "open.task_seconds"
-        doc = "a Midjourney video job takes on the order of a minute (task-api-notes); the fake's --task-seconds"
+        doc = "a Midjourney video job takes on the order of a minute (docs/fidelity.md); the fake's --task-seconds"
         if not self.seconds:
             return rule, doc, "not seen (no video task finished)", SKIP
         median = statistics.median(self.seconds)

@@ -169,7 +169,7 @@ class Fake:
         token = bearer_token(authorization)
         if token is None:
             # Observed live for a missing key: 401 {"error": {"message": "API key is required ...",
-            # "type": "apimart_error"}} (task-api-notes.md, "Errors").
+            # "type": "apimart_error"}} (docs/fidelity.md, "a missing key").
             reason = "" if not authorization else " (Authorization must be 'Bearer <key>')"
             raise ApiError(401, f"API key is required{reason}", type=APIMART, param=None)
         accepted = self.accepted_keys

@@ -1,7 +1,7 @@
 """Submission rules the schema cannot say, as small pure functions.
 
 Each function enforces one line of the provider's documentation and cites it
-(``midjourney-video.md`` unless said otherwise). They take plain values and
+(the video page, as docs/fidelity.md records it, unless said otherwise). They take plain values and
 return plain values or raise :class:`ApiError`; nothing here reads the clock,
 the store or HTTP. The request body reaching them has already passed the
 schema in ``spec/openapi.yaml`` (types, enums, bounds).
@@ -328,7 +328,7 @@ def imagine_metadata(value: Any) -> dict[str, Any] | None:
 
 
 def imagine_prompt(prompt: Any) -> str:
-    """Imagine: 'prompt required' (task-api-notes.md, "Imagine"); blank counts as missing."""
+    """Imagine: 'prompt required' (the imagine page; docs/fidelity.md); blank counts as missing."""
     text = str(prompt or "").strip()
     if not text:
         raise bad_request("prompt must not be empty", "prompt")
@@ -336,13 +336,13 @@ def imagine_prompt(prompt: Any) -> str:
 
 
 def imagine_price_key(speed: str) -> str:
-    """Imagine is billed per speed (task-api-notes.md, "Imagine": relax default / fast / turbo); the
+    """Imagine is billed per speed (docs/fidelity.md, "prices": relax default / fast / turbo); the
     provider's price keys are ``midjourney@imagine`` (relax, no suffix), ``-fast`` and ``-turbo``."""
     return "midjourney@imagine" if speed == "relax" else f"midjourney@imagine-{speed}"
 
 
 def refuse_non_object(body: Any) -> dict[str, Any]:
-    """'bad body, bad JSON … → 400' (task-api-notes.md, "Errors"): the body must be a JSON object."""
+    """'bad body, bad JSON … → 400' (docs/fidelity.md, "error bodies"): the body must be a JSON object."""
     if not isinstance(body, dict):
         kind = "array" if isinstance(body, list) else type(body).__name__
         raise ApiError(400, f"request body must be a JSON object, not {kind}", param=None)
@@ -350,8 +350,8 @@ def refuse_non_object(body: Any) -> dict[str, Any]:
 
 
 def idempotency_key(key: str | None) -> str | None:
-    """An ``Idempotency-Key`` header: absent, or 1 to 191 visible ASCII characters (task-api-notes.md,
-    "Idempotency on generation routes")."""
+    """An ``Idempotency-Key`` header: absent, or 1 to 191 visible ASCII characters
+    (docs/fidelity.md, ``Idempotency-Key``)."""
     if key is None:
         return None
     if not _VISIBLE_ASCII.fullmatch(key):
