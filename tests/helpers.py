@@ -12,6 +12,9 @@ from starlette.applications import Starlette
 
 from mockserver.core.clock import VirtualClock
 from mockserver.service import Fake
+from mockserver.store import Store
+from mockserver.store.redis import RedisStore
+from mockserver.store.sqlite import SQLiteStore
 
 
 def tiny_png(width: int = 16, height: int = 16) -> bytes:
@@ -74,6 +77,15 @@ class Api:
     def finish(self, task_id: str) -> dict[str, Any]:
         self.clock.advance(self.fake.settings.task_seconds + 1)
         return self.poll(task_id)
+
+
+def twin(store: Store) -> Store:
+    """A second connection to the same state, as another worker has (the memory store is one process)."""
+    if isinstance(store, SQLiteStore):
+        return SQLiteStore(store.path)
+    if isinstance(store, RedisStore):
+        return RedisStore(store.url, prefix=store.p)
+    return store
 
 
 def assert_refused(response: httpx.Response, status: int, param: str | None, *words: str) -> dict[str, Any]:

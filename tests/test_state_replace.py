@@ -21,25 +21,15 @@ from mockserver.core.faults import Fault, FaultRule
 from mockserver.core.records import TaskRecord, UploadRecord
 from mockserver.store import Store
 from mockserver.store.base import StateImage
-from mockserver.store.redis import RedisStore
 from mockserver.store.sqlite import SQLiteStore
 from mockserver.testing.transport import SyncASGITransport
 
 from .conftest import SPEC, MakeApi, MakeStore
-from .helpers import AUTH, Api, tiny_png
+from .helpers import AUTH, Api, tiny_png, twin
 
 pytestmark = pytest.mark.all_stores
 
 Peek = Callable[[], None]
-
-
-def twin(store: Store) -> Store:
-    """A second connection to the same state, as another worker has (the memory store is one process)."""
-    if isinstance(store, SQLiteStore):
-        return SQLiteStore(store.path)
-    if isinstance(store, RedisStore):
-        return RedisStore(store.url, prefix=store.p)
-    return store
 
 
 def contents(store: Store) -> dict[str, Any]:

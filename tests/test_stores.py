@@ -19,10 +19,10 @@ from mockserver.core.records import TaskRecord, UploadRecord
 from mockserver.service import Fake
 from mockserver.store import Overdraft, Store
 from mockserver.store.memory import MemoryStore
-from mockserver.store.redis import RedisStore
 from mockserver.store.sqlite import SQLiteStore
 
 from .conftest import MakeStore
+from .helpers import twin
 
 PRICE = 8.0  # a charged task in these tests: 2 × 8 = 16
 
@@ -93,15 +93,6 @@ def test_put_task_once_binds_the_key_and_stores_the_task_together(make_store: Ma
     assert store.put_task_once(task("task_4"), None) == "task_4"
     assert [t.id for t in store.tasks()] == ["task_1", "task_3", "task_4"]
     assert store.spending("acct_a", 100.0).charged == 16.0  # task_1 once, task_2 never
-
-
-def twin(store: Store) -> Store:
-    """A second connection to the same state, as another worker has (the memory store is one process)."""
-    if isinstance(store, SQLiteStore):
-        return SQLiteStore(store.path)
-    if isinstance(store, RedisStore):
-        return RedisStore(store.url, prefix=store.p)
-    return store
 
 
 def race(store: Store, count: int, submit: Any) -> list[Any]:
