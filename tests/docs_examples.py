@@ -2,7 +2,8 @@
 
 An example is a python block right after a `<!-- readme-test: NAME -->` line, on any page; it is
 a test file a user could paste into their own suite. tests/test_readme.py runs them in a pytest
-session of their own, tests/test_packaging.py against the installed wheel.
+session of their own, tests/test_packaging.py against the installed wheel. A block after
+`<!-- container-test: NAME -->` needs the container image: tests/test_testcontainers.py runs it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = re.compile(r"<!-- readme-test: (?P<name>\w+) -->\n```python\n(?P<code>.*?)```", re.DOTALL)
+
+
+def marked(kind: str) -> re.Pattern[str]:
+    """A python block after a ``<!-- KIND: NAME -->`` line."""
+    return re.compile(rf"<!-- {kind}: (?P<name>\w+) -->\n```python\n(?P<code>.*?)```", re.DOTALL)
+
+
+EXAMPLE = marked("readme-test")
 
 
 def pages() -> list[Path]:
@@ -19,13 +27,13 @@ def pages() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def collect() -> tuple[dict[str, str], dict[str, str]]:
+def collect(pattern: re.Pattern[str] = EXAMPLE) -> tuple[dict[str, str], dict[str, str]]:
     """Each example's code, and the page it is on (relative to the repository), by name."""
     code: dict[str, str] = {}
     where: dict[str, str] = {}
     for page in pages():
         relative = page.relative_to(ROOT).as_posix()
-        for m in EXAMPLE.finditer(page.read_text(encoding="utf-8")):
+        for m in pattern.finditer(page.read_text(encoding="utf-8")):
             name = m.group("name")
             if name in where:
                 raise ValueError(f"the example {name!r} is on both {where[name]} and {relative}")

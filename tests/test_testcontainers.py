@@ -21,13 +21,10 @@ import pytest
 
 from scripts import image
 
+from . import docs_examples
+
 pytestmark = pytest.mark.e2e
-README = Path(__file__).resolve().parent.parent / "README.md"
-RECIPE = re.compile(r"<!-- container-test: (?P<name>\w+) -->\n```python\n(?P<code>.*?)```", re.DOTALL)
-
-
-def recipes() -> dict[str, str]:
-    return {m.group("name"): m.group("code") for m in RECIPE.finditer(README.read_text(encoding="utf-8"))}
+RECIPES, PAGES = docs_examples.collect(docs_examples.marked("container-test"))
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +56,11 @@ def docker_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_the_readme_has_the_recipe() -> None:
-    assert set(recipes()) == {"testcontainers"}
+    assert PAGES == {"testcontainers": "README.md"}
 
 
 def test_the_testcontainers_recipe_passes(docker_host: str, tmp_path: Path) -> None:
-    (tmp_path / "test_recipe.py").write_text(recipes()["testcontainers"])
+    (tmp_path / "test_recipe.py").write_text(RECIPES["testcontainers"])
     env = {
         **os.environ,
         "DOCKER_HOST": docker_host,
