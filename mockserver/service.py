@@ -529,9 +529,8 @@ class Fake:
     async def _uploads_named(self, body: Mapping[str, Any]) -> Uploads:
         """The uploads of this server that a submission's frames link to (none: no store call)."""
         found: Uploads = {}
-        urls = body.get("image_urls")
-        for url in (*(urls if isinstance(urls, list) else ()), body.get("end_url")):
-            upload_id = upload_id_of(url) if isinstance(url, str) else None
+        for _, url in submission.frame_urls(body):
+            upload_id = upload_id_of(url)
             if upload_id is not None and url not in found:
                 found[url] = await self.hot.get_upload(upload_id)
         return found
