@@ -264,9 +264,11 @@ class Suite:
         rule = "open.upload_size_limit"
         doc = "uploads page: 'Maximum file size: 20MB', 413 beyond (20 MB or 20 MiB?)"
         decimal = self._upload_refused(DECIMAL_OVERSIZE)
-        binary = self._upload_refused(BINARY_OVERSIZE) if decimal is not None else None
-        if decimal is None or binary is None:
-            self.r.add(rule, doc, "no answer to an oversize upload (a server may drop a body it will not take)", INFO)
+        binary = self._upload_refused(BINARY_OVERSIZE) if isinstance(decimal, bool) else decimal
+        problem = next((seen for seen in (decimal, binary) if not isinstance(seen, bool)), None)
+        if problem is not None:
+            verdict, text = problem
+            self.r.add(rule, doc, text, verdict)
         elif decimal and binary:
             self.r.add(rule, doc, "20 MB decimal: 20 000 001 bytes refused (--max-upload-bytes 20000000)", INFO)
         elif binary:
@@ -276,21 +278,20 @@ class Suite:
         else:
             self.r.add(rule, doc, "no 20 MB limit: 20 MiB + 1 accepted", INFO)
 
-    def _upload_refused(self, size: int) -> bool | None:
-        """Whether an upload of ``size`` bytes is refused for its size (413, or 400 naming the size); None:
-        no answer, or an answer that is neither (noted as a FAIL)."""
+    def _upload_refused(self, size: int) -> bool | tuple[str, str]:
+        """Whether an upload of ``size`` bytes is refused for its size (400 or 413) or stored whole;
+        otherwise the verdict and text to report instead (no answer, or an answer that is neither)."""
         big = padded_png(size)
         try:
             response = self.t.upload(big, PNG, f"contract-check-{size}.png")
-        except httpx.TransportError:
-            return None
+        except httpx.TransportError as exc:
+            return INFO, f"no answer to {size} bytes: {type(exc).__name__} (a server may drop a body it will not take)"
         answer = _json(response)
         if response.status_code in (400, 413):
             return True
         if response.status_code == 200 and isinstance(answer, dict) and answer.get("bytes") == len(big):
             return False
-        self.r.add("open.upload_size_limit", f"an upload of {size} bytes", error_shape(response), FAIL)
-        return None
+        return FAIL, f"neither reading for {size} bytes: {response.status_code}, {error_shape(response)}"
 
     # -- paid ----------------------------------------------------------------------------------
 
