@@ -254,7 +254,7 @@ class SQLiteStore:
             for response in image.canned_responses:
                 self._put_canned_in(db, response)
         if self._hot is not None:
-            self._hot._end_read()  # this turn's reads on the hot connection see the new state too
+            self._hot.end_read()  # this turn's reads on the hot connection see the new state too
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -279,7 +279,7 @@ class SQLiteStore:
         most for other connections (readers, another worker's writer)."""
         self._journal_off = True
         if self._hot is not None:
-            self._hot._end_read()  # this process's reader leaves the WAL first
+            self._hot.end_read()  # this process's reader leaves the WAL first
         with self._lock, suppress(sqlite3.Error):
             db = self._connection()
             db.execute(f"PRAGMA busy_timeout={ROOM_WAIT_MS}")

@@ -138,20 +138,22 @@ class SQLiteHot:
                     loop = asyncio.get_running_loop()
                 except RuntimeError:  # no loop to end it: a read of its own
                     if self._reading is not None:
-                        self._end_read()
+                        self.end_read()
                     return db.execute(sql, args).fetchone()
                 if self._reading is not None and self._reading_loop is not loop:
-                    self._end_read()  # another loop's turn, maybe from before a change this request follows
+                    self.end_read()  # another loop's turn, maybe from before a change this request follows
                 if self._reading is None:
                     db.execute("BEGIN")
-                    self._reading, self._reading_loop = loop.call_soon(self._end_read), loop
+                    self._reading, self._reading_loop = loop.call_soon(self.end_read), loop
                 return db.execute(sql, args).fetchone()
             except sqlite3.OperationalError as exc:  # a read never waits here: a quick failure
-                self._end_read()
+                self.end_read()
                 self._forget()
                 raise guard.failed(exc, 0.0) from exc
 
-    def _end_read(self) -> None:
+    def end_read(self) -> None:
+        """End this process's open read on the hot connection, so its next read sees the latest commit
+        (the store calls it after replacing the state, and before checkpointing for space)."""
         with self._lock:
             handle, self._reading, self._reading_loop = self._reading, None, None
             if handle is not None:
@@ -184,7 +186,7 @@ class SQLiteHot:
         version = row[0] if row is not None else None
         if version is not None and version == self._shared.version:
             return
-        self._end_read()
+        self.end_read()
         with self._lock, self.store._guard:  # one snapshot of all four
             db = self._connection()
             db.execute("BEGIN")
@@ -360,7 +362,7 @@ class SQLiteHot:
         """One transaction: the entries, then each write in a savepoint; each write's outcome. Raises
         ``_Busy`` when the lock is held elsewhere, and what the store raises when it fails."""
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        self._end_read()  # this turn's reads are done: a write transaction of its own
+        self.end_read()  # this turn's reads are done: a write transaction of its own
         try:
             with self._lock, self.store._guard:
                 db = self._connection()
