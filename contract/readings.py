@@ -19,7 +19,7 @@ import httpx
 import yaml
 
 from .report import INFO, SKIP
-from .target import STATUS_RANK, Followed, item_urls
+from .target import STATUS_RANK, Followed, as_number, item_urls
 
 # The calibration's keys, in the order they are written; each is a mockserver setting.
 CALIBRATION_KEYS = ("task_dialect", "unified_url_shape", "unified_video_items", "batch_size_policy", "task_seconds")
@@ -132,6 +132,7 @@ class ResultSeen:
 class Readings:
     dialects: set[str] = field(default_factory=set)  # the body /v1/tasks/{id} answered for video tasks
     results: list[ResultSeen] = field(default_factory=list)
+    lifetimes: list[tuple[float, float]] = field(default_factory=list)  # expires_at - (created, completed), s
     running_costs: list[tuple[str, ...]] = field(default_factory=list)  # cost fields of each unfinished poll
     final_costs: list[tuple[str, ...]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)  # video tasks, submission to final state
@@ -162,6 +163,15 @@ class Readings:
                 (self.final_costs if finished else self.running_costs).append(state.cost_fields)
         if final.dialect == "unified" and final.status == "SUCCESS":
             self.results.append(ResultSeen(kind, expected, final.items))
+            self._note_lifetime(final)
+
+    def _note_lifetime(self, final: Any) -> None:
+        data = final.raw.get("data") if isinstance(final.raw, dict) else None
+        data = data if isinstance(data, dict) else {}
+        created, completed = as_number(data.get("created")), as_number(data.get("completed"))
+        expires = [as_number(i.get("expires_at")) for i in final.items if isinstance(i, dict)]
+        if created is not None and completed is not None and expires and expires[0] is not None:
+            self.lifetimes.append((expires[0] - created, expires[0] - completed))
 
     def note_error(self, rule: str, response: httpx.Response, fields: tuple[str, ...]) -> None:
         error = error_of(response) or {}
@@ -216,6 +226,7 @@ class Readings:
             self._seconds_row(),
             self._error_body_row(),
             self._retry_codes_row(),
+            self._media_clock_row(),
             self._isolation_row(),
         ]
 
@@ -319,6 +330,23 @@ class Readings:
         if table:
             return rule, doc, f"error bodies' code took {seen}: the table's {table} among them", INFO
         return rule, doc, f"error bodies' code took {seen} (HTTP statuses); none of the table's codes", INFO
+
+    def _media_clock_row(self) -> tuple[str, str, str, str]:
+        """Whether ``expires_at`` counts 72 h from the task's end or from its record's drop (docs/fidelity.md)."""
+        rule = "open.media_clock"
+        doc = (
+            "tasks kept 3 days, then 404 'while the media URLs still work'; URLs valid 72 h: from the "
+            "record's drop (--media-clock record) or from the task's end (--media-clock end)"
+        )
+        if not self.lifetimes:
+            return rule, doc, "no finished task's expires_at seen in the envelope", SKIP
+        after_created, after_end = self.lifetimes[0]
+        seen = f"expires_at {after_end / 3600:.1f} h after completion, {after_created / 3600:.1f} h after submission"
+        if abs(after_end - 72 * 3600) < 120:
+            return rule, doc, seen + ": --media-clock end", INFO
+        if abs(after_created - 144 * 3600) < 120:
+            return rule, doc, seen + ": --media-clock record", INFO
+        return rule, doc, seen + ": neither reading (set --media-ttl-seconds to match)", INFO
 
     def _isolation_row(self) -> tuple[str, str, str, str]:
         rule = "refuse.isolation"

@@ -146,7 +146,7 @@ def _percent(value: Any) -> int:
     return int(text) if text.isdigit() else -1
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
@@ -170,8 +170,8 @@ def read_task(body: Any) -> TaskState:
         status = UNIFIED_TO_MJ.get(str(data.get("status")), str(data.get("status")))
         seconds = None
         if STATUS_RANK.get(status) == 2:
-            created, completed = _number(data.get("created")), _number(data.get("completed"))
-            seconds = completed - created if created and completed else _number(data.get("actual_time"))
+            created, completed = as_number(data.get("created")), as_number(data.get("completed"))
+            seconds = completed - created if created and completed else as_number(data.get("actual_time"))
         error = data.get("error") if isinstance(data.get("error"), dict) else {}
         return TaskState(
             status=status,
@@ -188,7 +188,7 @@ def read_task(body: Any) -> TaskState:
     status = str(body.get("status"))
     urls = list(body.get("video_urls") or body.get("image_urls") or [])
     seconds = None
-    submitted, finished = _number(body.get("submit_time")), _number(body.get("finish_time"))
+    submitted, finished = as_number(body.get("submit_time")), as_number(body.get("finish_time"))
     if STATUS_RANK.get(status) == 2 and submitted and finished:
         seconds = (finished - submitted) / 1000  # Unix milliseconds
     return TaskState(

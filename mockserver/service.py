@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .core import canned, clips, faults, images, jsonio, ledger, lifecycle, matching, replay, seeding, submission
+from .core import canned, clips, faults, images, jsonio, ledger, lifecycle, matching, media, replay, seeding, submission
 from .core.accounts import account_id, bearer_token
 from .core.canned import CannedResponse
 from .core.clock import LATEST, Clock, ShiftedClock, pause
@@ -655,7 +655,7 @@ class Fake:
         view = lifecycle.view(record, now)
         if view.status is not lifecycle.Status.SUCCESS:
             raise missing
-        if view.finished_at is not None and now >= view.finished_at + self.settings.media_ttl_seconds:
+        if now >= self.media_expires_at(record, view):
             raise ApiError(410, f"media at /media/{task_id}/{name} has expired", type=NOT_FOUND, param=None)
         stem, _, ext = name.partition(".")
         number = int(stem) if stem.isascii() and stem.isdigit() and len(stem) < 4 else None
@@ -671,6 +671,14 @@ class Fake:
             # Every clip's bytes differ per task and index (a box readers skip), as real clips do.
             return MediaFile("video/mp4", data=clips.tagged(_asset(path), task_id, number))
         raise missing
+
+    def media_expires_at(self, record: TaskRecord, view: lifecycle.TaskView) -> float:
+        """When a finished task's result files start answering 410 (``--media-clock``)."""
+        s = self.settings
+        ended = view.finished_at if view.finished_at is not None else record.created_at
+        return media.expires_at(
+            record.created_at, ended, retention=s.task_retention_seconds, ttl=s.media_ttl_seconds, clock=s.media_clock
+        )
 
     def upload_file(self, upload_id: str) -> MediaFile:
         """An uploaded file, served until its lifetime ends (then 410, and it is evicted)."""
@@ -697,7 +705,9 @@ class Fake:
 
     def _kept_for(self) -> float:
         s = self.settings
-        return max(s.task_retention_seconds, s.task_seconds + s.media_ttl_seconds)
+        if s.media_clock == "end":
+            return max(s.task_retention_seconds, s.task_seconds + s.media_ttl_seconds)
+        return max(s.task_retention_seconds, s.task_seconds) + s.media_ttl_seconds
 
     def journal_sink(self) -> Callable[[Entry], Any]:
         """``record_request``, or the memory store's own append (it is never unavailable)."""

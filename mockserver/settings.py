@@ -71,7 +71,13 @@ class Settings:
         3 * 86400.0, "how long a task can be polled after submission; then 404 (the provider keeps 3 days)"
     )
     media_ttl_seconds: float = _opt(
-        3 * 86400.0, "how long result files stay downloadable after the task ends; then 410 (expires_at; 72 h)"
+        3 * 86400.0, "how long result files stay downloadable (expires_at; 72 h), counted as --media-clock says"
+    )
+    media_clock: str = _opt(
+        "record",
+        "when the media lifetime starts: 'record' when the task's record is dropped (the media outlive the "
+        "404, as the tasks page says), 'end' when the task ends",
+        ("record", "end"),
     )
     max_upload_bytes: int = _opt(
         20 * MiB,

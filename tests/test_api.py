@@ -292,7 +292,7 @@ def test_unified_dialect(make_api: MakeApi, shape: str) -> None:
     assert len(videos) == 2
     urls = [v["url"][0] if shape == "list" else v["url"] for v in videos]
     assert all(isinstance(u, str) and u.endswith(".mp4") for u in urls)
-    assert videos[0]["expires_at"] == data["completed"] + 3 * 86400
+    assert videos[0]["expires_at"] == data["created"] + 3 * 86400 + 3 * 86400  # record dropped, then 72 h
     mj = api.poll(task_id, "/v1/midjourney/")
     assert mj["status"] == "SUCCESS"
     assert mj["video_urls"] == urls
@@ -349,21 +349,41 @@ def test_coerce_policy_treats_other_batch_sizes_as_one(make_api: MakeApi) -> Non
 
 @pytest.mark.all_stores
 def test_retention_then_404_while_media_still_served(make_api: MakeApi) -> None:
-    api = make_api(task_seconds=0, media_ttl_seconds=5 * 86400)
+    """The tasks page: after 3 days the poll answers 404 "while the media URLs still work". With the
+    in-process pace (a task final at once) the clip must outlive the record, not die with it."""
+    api = make_api(task_seconds=0)
     task_id = api.submit_ok()
     url = api.poll(task_id)["video_url"]
     api.clock.advance(3 * 86400 - 1)
     assert api.client.get(f"/v1/tasks/{task_id}").status_code == 200
-    api.clock.advance(1)
+    assert api.client.get(url).status_code == 200
+    api.clock.advance(2)  # 3 days + 1 s
     assert_refused(api.client.get(f"/v1/tasks/{task_id}"), 404, "task_id", "not found")
     assert api.client.get(url).status_code == 200
-    api.clock.advance(2 * 86400)
+    api.clock.advance(3 * 86400 - 2)  # 1 s before the record's drop + 72 h
+    assert api.client.get(url).status_code == 200
+    api.clock.advance(1)
     assert api.client.get(url).status_code == 410
 
 
 @pytest.mark.all_stores
+def test_media_clock_end_counts_from_the_task_end(make_api: MakeApi) -> None:
+    api = make_api(task_seconds=10, media_clock="end", media_ttl_seconds=600)
+    task_id = api.submit_ok()
+    api.clock.advance(10)
+    data = api.client.get(f"/v1/tasks/{task_id}").json()["data"]
+    assert data["result"]["videos"][0]["expires_at"] == data["completed"] + 600
+    url = api.poll(task_id)["video_url"]
+    api.clock.advance(599)
+    assert api.client.get(url).status_code == 200
+    api.clock.advance(1)
+    assert api.client.get(url).status_code == 410
+    assert api.client.get(f"/v1/tasks/{task_id}").status_code == 200  # the record outlives its media
+
+
+@pytest.mark.all_stores
 def test_expired_tasks_are_evicted_so_memory_stays_flat(make_api: MakeApi) -> None:
-    api = make_api(task_seconds=0, task_retention_seconds=3600, media_ttl_seconds=600)
+    api = make_api(task_seconds=0, task_retention_seconds=3000, media_ttl_seconds=600)
     for _ in range(3):
         api.submit_ok()
     api.clock.advance(3601)

@@ -228,3 +228,12 @@ def test_the_upload_probe_settles_20_mb_against_20_mib(limit: int, reading: str)
     assert verdict == INFO and text.startswith(reading), text
     verdict, text = observed["open.retry_table_codes"]
     assert verdict == INFO and "none of the table's codes" in text, text
+
+
+@pytest.mark.parametrize("clock", ["record", "end"])
+def test_the_run_reads_which_media_clock_the_target_follows(clock: str) -> None:
+    """expires_at against the task's own times tells the two readings of the media lifetime apart."""
+    report, _ = check(fake(media_clock=clock), examples=1)
+    observed = {f.rule: (f.verdict, f.observed) for f in report.findings}
+    verdict, text = observed["open.media_clock"]
+    assert verdict == INFO and text.endswith(f"--media-clock {clock}"), text

@@ -346,7 +346,7 @@ def test_seeded_tasks_past_retention_other_accounts_and_charges(
     assert own == "task_fixed_id_1"
 
 
-@pytest.mark.apimart(media_ttl_seconds=3600)
+@pytest.mark.apimart(media_ttl_seconds=3600, media_clock="end")
 def test_a_seeded_task_that_ended_a_while_ago(apimart_mock: MockControl, client: httpx.Client) -> None:
     fresh = apimart_mock.seed_task(TOKEN, ended_seconds_ago=3599)
     stale = apimart_mock.seed_task(TOKEN, ended_seconds_ago=3601)

@@ -150,13 +150,16 @@ def test_upload_quota_per_account_and_eviction(apimart_mock: MockControl) -> Non
 # -- media lifetime and shape -------------------------------------------------------------------
 
 
-def test_media_download_25_hours_later_and_410_after_72(apimart_mock: MockControl) -> None:
+def test_media_download_after_the_task_is_gone_and_410_72_h_later(apimart_mock: MockControl) -> None:
     with httpx.Client(base_url=apimart_mock.base_url, headers={"Authorization": "Bearer m"}) as client:
         data = envelope_client(client, {"prompt": "p", "image_urls": [FRAME]})
-        url = clip_urls(data)[0]
+        url, task_id = clip_urls(data)[0], data["id"]
         apimart_mock.clock.advance(25 * 3600)
         assert client.get(url).status_code == 200
-        apimart_mock.clock.advance(48 * 3600)
+        apimart_mock.clock.advance(48 * 3600)  # 73 h: the task is gone, its media are not
+        assert client.get(f"/v1/tasks/{task_id}").status_code == 404
+        assert client.get(url).status_code == 200
+        apimart_mock.clock.advance(72 * 3600)
         assert client.get(url).status_code == 410
 
 

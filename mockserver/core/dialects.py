@@ -72,7 +72,7 @@ def unified_task(
     links: Links,
     *,
     url_shape: str,
-    media_ttl: float,
+    media_expires_at: float,
     video_items: str = "per-clip",
     usd_per_credit: float = 0.1,
 ) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def unified_task(
         data["completed"] = int(view.finished_at)
         data["actual_time"] = round(view.finished_at - record.created_at)
     if view.status is Status.SUCCESS:
-        expires = int((view.finished_at or record.created_at) + media_ttl)
+        expires = int(media_expires_at)
         urls = links.media(record)
         if record.action != IMAGINE and video_items == "single":
             items = [{"url": urls, "expires_at": expires}]

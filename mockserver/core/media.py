@@ -22,6 +22,18 @@ IMAGE_PNGS = tuple(ASSETS / f"image-{i}.png" for i in range(4))
 UPLOAD_PATH = re.compile(r"/media/uploads/(?P<id>upl_[0-9A-Za-z]+)/")
 
 
+def expires_at(created_at: float, finished_at: float, *, retention: float, ttl: float, clock: str) -> float:
+    """When a finished task's result files stop being served (410 from then on).
+
+    ``record``: ``ttl`` after the task's record is dropped, so every URL a poll hands out is good
+    for its whole ``ttl`` and the media still work once the poll answers 404 (docs/fidelity.md,
+    "media lifetime"). ``end``: ``ttl`` after the task ends (the other reading).
+    """
+    if clock == "end":
+        return finished_at + ttl
+    return max(finished_at, created_at + retention) + ttl
+
+
 def clip_file(video_type: str | None, aspect: str = clips.DEFAULT_ASPECT) -> Path:
     """The committed clip of the task's tier (480p or 720p) and its start frame's aspect ratio."""
     return clips.clip_path(clips.tier_of(video_type), aspect)

@@ -233,7 +233,7 @@ class ProviderRoutes:
                 polled.view,
                 links,
                 url_shape=settings.unified_url_shape,
-                media_ttl=settings.media_ttl_seconds,
+                media_expires_at=self.fake.media_expires_at(polled.record, polled.view),
                 video_items=settings.unified_video_items,
                 usd_per_credit=settings.usd_per_credit,
             )
