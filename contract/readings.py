@@ -284,7 +284,10 @@ class Readings:
 
     def _seconds_row(self) -> tuple[str, str, str, str]:
         rule = "open.task_seconds"
-        doc = "a Midjourney video job takes on the order of a minute (docs/fidelity.md); the fake's --task-seconds"
+        doc = (
+            "a Midjourney video job takes on the order of a minute (docs/evidence.md, polling); "
+            "the fake's --task-seconds"
+        )
         if not self.seconds:
             return rule, doc, "not seen (no video task finished)", SKIP
         median = statistics.median(self.seconds)
@@ -316,7 +319,8 @@ class Readings:
         return rule, doc, "; ".join(parts), INFO
 
     def _retry_codes_row(self) -> tuple[str, str, str, str]:
-        """The best-practices page's retry table names codes no page places in a body (docs/fidelity.md)."""
+        """The best-practices page's retry table names codes no page places in a body (docs/evidence.md,
+        "the retry table's codes")."""
         rule = "open.retry_table_codes"
         doc = (
             "best-practices retry table: 1/200 success, 3 NOT_FOUND, 4 VALIDATION_ERROR, 9 FAILURE, 21 MODAL, "
@@ -332,7 +336,8 @@ class Readings:
         return rule, doc, f"error bodies' code took {seen} (HTTP statuses); none of the table's codes", INFO
 
     def _media_clock_row(self) -> tuple[str, str, str, str]:
-        """Whether ``expires_at`` counts 72 h from the task's end or from its record's drop (docs/fidelity.md)."""
+        """Whether ``expires_at`` counts 72 h from the task's end or from its record's drop (docs/evidence.md,
+        "media and upload lifetime")."""
         rule = "open.media_clock"
         doc = (
             "tasks kept 3 days, then 404 'while the media URLs still work'; URLs valid 72 h: from the "

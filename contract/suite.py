@@ -260,7 +260,7 @@ class Suite:
 
     def _upload_size_limit(self) -> None:
         """Real PNGs of 20 000 001 bytes and of 20 MiB + 1, declared image/png: only their size can be
-        refused, and which of them is says whether "20MB" is decimal or binary (docs/fidelity.md)."""
+        refused, and which of them is says whether "20MB" is decimal or binary (docs/evidence.md, "uploads")."""
         rule = "open.upload_size_limit"
         doc = "uploads page: 'Maximum file size: 20MB', 413 beyond (20 MB or 20 MiB?)"
         decimal = self._upload_refused(DECIMAL_OVERSIZE)

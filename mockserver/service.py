@@ -169,7 +169,7 @@ class Fake:
         token = bearer_token(authorization)
         if token is None:
             # Observed live for a missing key: 401 {"error": {"message": "API key is required ...",
-            # "type": "apimart_error"}} (docs/fidelity.md, "a missing key").
+            # "type": "apimart_error"}} (docs/evidence.md, "a missing key").
             reason = "" if not authorization else " (Authorization must be 'Bearer <key>')"
             raise ApiError(401, f"API key is required{reason}", type=APIMART, param=None)
         accepted = self.accepted_keys
@@ -317,7 +317,7 @@ class Fake:
             self._in_flight.discard((account, key))
 
     def _same_body(self, record: TaskRecord | None, fingerprint: str) -> None:
-        """'The same key with a different body → 409 idempotency_key_reused' (docs/fidelity.md)."""
+        """'The same key with a different body → 409 idempotency_key_reused' (docs/evidence.md, ``Idempotency-Key``)."""
         if not self.settings.idempotency_conflicts:
             return
         if record is not None and record.params.get("fingerprint", fingerprint) != fingerprint:

@@ -1,5 +1,5 @@
 """GET /v1/balance, /balance, /v1/user/balance, /user/balance: the provider's account pages, answered
-from the fake's ledger (docs/fidelity.md, "balance endpoints")."""
+from the fake's ledger (docs/evidence.md, "balance endpoints")."""
 
 from __future__ import annotations
 

@@ -76,11 +76,11 @@ def test_the_checks_see_links_anchors_and_images(tmp_path: Path) -> None:
     page = ROOT / "docs" / "x.md"
     text = "# A: b → c\n\n## Two `words`\n\n## Two words\n\n```sh\n# not a heading [x](nowhere.md)\n```\n"
     assert anchors(text) == {"a-b--c", "two-words", "two-words-1"}
-    assert problem(page, "fidelity.md#prices") is None
+    assert problem(page, "evidence.md#prices") is None
     assert problem(page, "../README.md#testing-your-client") is None
     assert problem(page, "screenshots/tasks.png") is None
     assert problem(page, "docs/screenshots/tasks.png") == "docs/screenshots/tasks.png: no such file"
-    assert problem(page, "fidelity.md#nowhere") == "fidelity.md#nowhere: no heading #nowhere in docs/fidelity.md"
+    assert problem(page, "evidence.md#nowhere") == "evidence.md#nowhere: no heading #nowhere in docs/evidence.md"
     assert problem(page, "../../outside.md") == "../../outside.md: outside the repository"
     (tmp_path / "p.md").write_text(text + '`[y](nowhere.md)` [a](#two-words) ![b](<pic.png> "t") [c](https://e.x)\n')
     assert links(tmp_path / "p.md") == ["#two-words", "pic.png", "https://e.x"]

@@ -1,4 +1,4 @@
-"""One rule for ``code`` and one for ``param`` over every kind of refusal (docs/fidelity.md, "Error bodies"):
+"""One rule for ``code`` and one for ``param`` over every kind of refusal (docs/evidence.md, "Error bodies"):
 ``code`` is the HTTP status as an integer; ``param`` is the request field or null, never an item path."""
 
 from __future__ import annotations

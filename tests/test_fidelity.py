@@ -4,7 +4,7 @@ Each test is written the way such a client is: one that polls ``GET /v1/tasks/{i
 and reads the envelope (as the provider's command-line client and published
 integrations do), one that polls ``GET /v1/midjourney/{id}`` and reads
 ``video_url``/``video_urls``, and the uploads, lifetimes, errors, statuses and
-idempotency rules of docs/fidelity.md.
+idempotency rules of docs/evidence.md.
 """
 
 from __future__ import annotations

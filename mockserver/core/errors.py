@@ -1,6 +1,6 @@
 """The provider's error body and the exception that carries it.
 
-Body shape (docs/fidelity.md, "Error bodies"):
+Body shape (docs/evidence.md, "Error bodies"):
 ``{"error": {"message": ..., "type": ..., "code": <http status>, "param": <field or null>}}``
 
 One rule each: ``code`` is the HTTP status as an integer (a 409 names its reason in the message;

@@ -145,7 +145,7 @@ def validated(fault: Fault, where: str) -> Fault:
 
 
 def screened(fault: Fault | None, nsfw_check: Any) -> Fault | None:
-    """``nsfw_check: true`` screens the prompt before the task is made (docs/fidelity.md, "Imagine
+    """``nsfw_check: true`` screens the prompt before the task is made (docs/evidence.md, "Imagine
     extras"): a prompt moderation would fail later is refused at submit instead (422)."""
     if fault is not None and fault.name == "moderation" and nsfw_check is True:
         return Fault("moderation_422", {})

@@ -1,7 +1,7 @@
 """Credits: the price table, and what each account spent, derived from its tasks.
 
 A charge is made when a task is accepted (unit price × quantity); a task that
-ends in FAILURE is refunded (docs/fidelity.md, "statuses": "the charge is refunded
+ends in FAILURE is refunded (docs/evidence.md, "statuses": "the charge is refunded
 automatically"). Both are read off the task records and the clock, so the
 ledger can never disagree with the tasks.
 """

@@ -3,7 +3,7 @@
 A task is ``NOT_START`` while a ``not_start`` fault holds it (created, not yet
 confirmed), then ``SUBMITTED`` for the first tenth of its duration, then
 ``IN_PROGRESS`` with its progress rising, then ``SUCCESS`` or ``FAILURE`` once
-its duration has passed (docs/fidelity.md, "statuses"). With a duration of 0
+its duration has passed (docs/evidence.md, "statuses"). With a duration of 0
 the first poll already sees the final state. A task whose outcome is ``never``
 stays in progress (a fault a client must survive). In poll-count mode (as
 moto's state manager) a task is final on its N-th poll instead, whatever the time.

@@ -26,8 +26,8 @@ def expires_at(created_at: float, finished_at: float, *, retention: float, ttl: 
     """When a finished task's result files stop being served (410 from then on).
 
     ``record``: ``ttl`` after the task's record is dropped, so every URL a poll hands out is good
-    for its whole ``ttl`` and the media still work once the poll answers 404 (docs/fidelity.md,
-    "media lifetime"). ``end``: ``ttl`` after the task ends (the other reading).
+    for its whole ``ttl`` and the media still work once the poll answers 404 (docs/evidence.md,
+    "media and upload lifetime"). ``end``: ``ttl`` after the task ends (the other reading).
     """
     if clock == "end":
         return finished_at + ttl

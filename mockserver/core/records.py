@@ -47,7 +47,7 @@ class TaskRecord:
 
     @property
     def charge(self) -> float:
-        """Amount charged = unit price × quantity (docs/fidelity.md, "prices")."""
+        """Amount charged = unit price × quantity (docs/evidence.md, "prices")."""
         return self.unit_price * self.quantity
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Submission rules the schema cannot say, as small pure functions.
 
 Each function enforces one line of the provider's documentation and cites it
-(the video page, as docs/fidelity.md records it, unless said otherwise). They take plain values and
+(the video page, as docs/evidence.md, "What it enforces", records it, unless said otherwise). They take plain values and
 return plain values or raise :class:`ApiError`; nothing here reads the clock,
 the store or HTTP. The request body reaching them has already passed the
 schema in ``spec/openapi.yaml`` (types, enums, bounds).
@@ -220,7 +220,7 @@ def uploads_fetchable(
     body: Mapping[str, Any], uploads: Mapping[str, UploadRecord | None], now: float, ttl: float
 ) -> None:
     """A frame that links to this server's uploads must name one it still serves: an unknown upload
-    (404) or an expired one (410) cannot be fetched by the real API either (docs/fidelity.md,
+    (404) or an expired one (410) cannot be fetched by the real API either (docs/evidence.md,
     "Dead upload URLs"; ``--dead-uploads accept`` keeps the older reading)."""
     for param, url in frame_urls(body):
         if url not in uploads:
@@ -241,7 +241,7 @@ def uploads_fetchable(
 
 def no_data_urls(body: Mapping[str, Any]) -> None:
     """'Generation APIs no longer accept base64': under ``--data-url-frames refuse`` a ``data:`` frame
-    is refused, pointing at the upload route (docs/fidelity.md, "Base64 frames")."""
+    is refused, pointing at the upload route (docs/evidence.md, "Base64 frames")."""
     for param, url in frame_urls(body):
         if url[:5].lower() == "data:":
             raise bad_request(
@@ -328,7 +328,7 @@ def imagine_metadata(value: Any) -> dict[str, Any] | None:
 
 
 def imagine_prompt(prompt: Any) -> str:
-    """Imagine: 'prompt required' (the imagine page; docs/fidelity.md); blank counts as missing."""
+    """Imagine: 'prompt required' (the imagine page; docs/evidence.md, "What it enforces"); blank counts as missing."""
     text = str(prompt or "").strip()
     if not text:
         raise bad_request("prompt must not be empty", "prompt")
@@ -336,13 +336,13 @@ def imagine_prompt(prompt: Any) -> str:
 
 
 def imagine_price_key(speed: str) -> str:
-    """Imagine is billed per speed (docs/fidelity.md, "prices": relax default / fast / turbo); the
+    """Imagine is billed per speed (docs/evidence.md, "prices": relax default / fast / turbo); the
     provider's price keys are ``midjourney@imagine`` (relax, no suffix), ``-fast`` and ``-turbo``."""
     return "midjourney@imagine" if speed == "relax" else f"midjourney@imagine-{speed}"
 
 
 def refuse_non_object(body: Any) -> dict[str, Any]:
-    """'bad body, bad JSON … → 400' (docs/fidelity.md, "error bodies"): the body must be a JSON object."""
+    """'bad body, bad JSON … → 400' (docs/evidence.md, "error bodies"): the body must be a JSON object."""
     if not isinstance(body, dict):
         kind = "array" if isinstance(body, list) else type(body).__name__
         raise ApiError(400, f"request body must be a JSON object, not {kind}", param=None)
@@ -351,7 +351,7 @@ def refuse_non_object(body: Any) -> dict[str, Any]:
 
 def idempotency_key(key: str | None) -> str | None:
     """An ``Idempotency-Key`` header: absent, or 1 to 191 visible ASCII characters
-    (docs/fidelity.md, ``Idempotency-Key``)."""
+    (docs/evidence.md, ``Idempotency-Key``)."""
     if key is None:
         return None
     if not _VISIBLE_ASCII.fullmatch(key):

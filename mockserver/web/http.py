@@ -70,7 +70,7 @@ class BodyTooLarge(ApiError):
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
-    """A refusal on the provider's routes: ``param`` names the request field (docs/fidelity.md)."""
+    """A refusal on the provider's routes: ``param`` names the request field (docs/evidence.md, "error bodies")."""
     return _refusal(request, exc, field_only=True)
 
 
