@@ -38,6 +38,7 @@ image-test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/vulture mockserver contract --min-confidence 80
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -19,7 +19,7 @@ from mockserver.core.records import TaskRecord, UploadRecord
 from mockserver.service import Fake
 from mockserver.store import Overdraft, Store
 from mockserver.store.memory import MemoryStore
-from mockserver.store.sqlite import SQLiteStore
+from mockserver.store.sqlite import SQLiteStore, steps
 
 from .conftest import MakeStore
 from .helpers import twin
@@ -354,7 +354,7 @@ def test_a_version_2_sqlite_file_gains_the_new_tables_without_booking_twice(tmp_
     path = tmp_path / "v2.db"
     store = SQLiteStore(path)
     store.put_task_once(task("task_a", unit_price=PRICE), None)
-    with store._write() as db:  # as a file written before canned responses and account settings
+    with store.write() as db:  # as a file written before canned responses and account settings
         db.execute("DROP TABLE canned")
         db.execute("DROP TABLE account_settings")
         db.execute("PRAGMA user_version = 2")
@@ -414,10 +414,10 @@ def full_store(kind: str, tmp_path: Path, tasks: int) -> Store:
     ]
     if kind == "sqlite":
         store = SQLiteStore(tmp_path / f"{tasks}.db")
-        with store._write() as db:  # one transaction, not 100 000
+        with store.write() as db:  # one transaction, not 100 000
             for record in records:
-                store._insert(db, record)
-                store._book(db, record)
+                steps.insert(db, record)
+                steps.book(db, record)
         return store
     memory = MemoryStore()
     for record in records:

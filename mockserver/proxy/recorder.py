@@ -95,15 +95,6 @@ def _pattern_of(keys: list[str]) -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
-def scrubbed(value: Any, secret: str | None) -> Any:
-    """A copy of ``value`` in which the secret (an API key) appears nowhere (rules: :class:`Redactor`)."""
-    if not secret:
-        return value
-    redactor = Redactor()
-    redactor.learn(secret)
-    return redactor.value(value)
-
-
 def safe_name(text: str) -> str:
     return _UNSAFE.sub("_", text).strip("._")[:120] or "unnamed"
 

@@ -52,6 +52,12 @@ class Guard:
         with self._lock:
             return self._reason if self.clock() < self._open_until else None
 
+    @property
+    def has_opened(self) -> bool:
+        """Whether a slow failure was ever met: until then ``check`` cannot raise, so a hot path may
+        skip it (and its lock)."""
+        return bool(self._open_until)
+
     def check(self) -> None:
         reason = self.reason
         if reason is not None:

@@ -37,14 +37,6 @@ def media_type(request: Request) -> str | None:
     return raw.split(";", 1)[0].strip().lower()
 
 
-async def read_json(request: Request) -> dict[str, Any]:
-    """The body as a JSON object, or the provider's 400/415."""
-    kind = media_type(request)
-    if kind is not None and kind not in JSON_TYPES and not kind.endswith("+json"):
-        raise ApiError(415, f"Content-Type must be application/json (got {kind or 'empty'})", param=None)
-    return json_object(await request.body())
-
-
 def json_object(raw: bytes) -> dict[str, Any]:
     """A request body's bytes as a JSON object, or the provider's 400 naming what is wrong."""
     if not raw.strip():

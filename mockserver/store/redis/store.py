@@ -1,16 +1,7 @@
-"""A store in Redis: shared by instances on several hosts behind a load balancer.
+"""RedisStore: the ``Store`` in Redis, shared by instances on several hosts behind a load balancer.
 
-Every read-modify-write is one Redis command or one Lua script, so it is
-atomic across instances: storing a task with its idempotency key, its charge
-and the balance check (``PUT_ONCE``); replacing, updating or evicting a task
-with its running totals (``SWAP``, a compare-and-set on the task's JSON). Keys
-live under one prefix (``mockserver:``).
-
-Every call is bounded by ``timeout`` (socket and connect timeouts; a broken
-connection is retried once at once, a timeout never), and every ``Store``
-method goes through ``guard.Guard``: a Redis that is down, frozen or refusing
-writes raises ``StoreUnavailable``; after a call that waited out the timeout
-(a frozen Redis), the calls of the next second are answered without asking.
+Every read-modify-write is one Redis command or one Lua script (``scripts``), so it is atomic across
+instances; keys live under one prefix (``mockserver:``). Its hot path is ``hot.RedisHot``.
 """
 
 from __future__ import annotations
@@ -20,7 +11,7 @@ import functools
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +19,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..core.canned import CannedResponse
-from ..core.errors import StoreUnavailable
-from ..core.faults import FaultRule
-from ..core.ledger import refund_due
-from ..core.records import TaskRecord, UploadRecord
-from .base import (
-    AccountLimit,
+from ...core.canned import CannedResponse
+from ...core.errors import StoreUnavailable
+from ...core.faults import FaultRule
+from ...core.ledger import refund_due
+from ...core.records import TaskRecord, UploadRecord
+from ..base import (
     Limit,
     Overdraft,
     Spending,
@@ -45,221 +35,35 @@ from .base import (
     booking,
     fill,
 )
-from .guard import Guard
+from ..guard import Guard
+from .hot import RedisHot
+from .scripts import (
+    APPEND_JOURNAL,
+    APPEND_MANY,
+    DELETE_UPLOAD,
+    FIRE_RULE,
+    PUT_ONCE,
+    PUT_UPLOAD,
+    SHARED_CHANNEL,
+    SHARED_VERSION,
+    STAGING,
+    SWAP,
+    SWAP_STATE,
+    UPLOAD_KEYS,
+    UPLOAD_USAGE,
+    append_many_call,
+    journal_keys,
+    put_once_answer,
+    put_once_call,
+    refund_member,
+    task_keys,
+)
 
 if TYPE_CHECKING:
-    from .aio import HotStore
-    from .redis_hot import RedisHot
+    from ..aio import HotStore
 
-FIRE_RULE = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-local fired = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-local times = tonumber(ARGV[2])
-if times >= 0 and fired >= times then return 0 end
-redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-return 1
-"""
-APPEND_JOURNAL = """
-local seq = redis.call('INCR', KEYS[2])
-redis.call('RPUSH', KEYS[1], cjson.encode({seq, ARGV[1]}))
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
-return seq
-"""
-# Several entries at once (the hot store's batches). KEYS: journal, journal_seq; ARGV: size, entries...
-APPEND_MANY = """
-local n = #ARGV - 1
-local last = redis.call('INCRBY', KEYS[2], n)
-local items = {}
-for i = 1, n do items[i] = cjson.encode({last - n + i, ARGV[i + 1]}) end
-redis.call('RPUSH', KEYS[1], unpack(items))
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
-return last
-"""
-# KEYS: tasks, task_order, idempotency, idem_of, charged, refunded, refunds:<account>, balances,
-#       task_order:<account> (each account's tasks in order: a page of one account's costs its size)
-# ARGV: id, task JSON, key field or '', account, charge, limit or '', now, refund due or '', refund member,
-#       '1' when the account's own balance (a JSON number or null in balances) comes before the limit
-# A refund member is "<amount>|<task id>", scored by its due time.
-PUT_ONCE = """
-if ARGV[3] ~= '' then
-  local bound = redis.call('HGET', KEYS[3], ARGV[3])
-  if bound then return {'bound', bound} end
-end
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {'bound', ARGV[1]} end
-local charge = tonumber(ARGV[5])
-if charge ~= 0 then
-  local due = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', ARGV[7])
-  if #due > 0 then
-    local total = 0
-    for _, member in ipairs(due) do total = total + tonumber(string.match(member, '^[^|]+')) end
-    redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', ARGV[7])
-    redis.call('HINCRBYFLOAT', KEYS[6], ARGV[4], string.format('%.17g', total))
-  end
-  local limit = ARGV[6]
-  if ARGV[10] == '1' then
-    local own = redis.call('HGET', KEYS[8], ARGV[4])
-    if own then limit = (own == 'null') and '' or own end
-  end
-  if limit ~= '' then
-    local spent = tonumber(redis.call('HGET', KEYS[5], ARGV[4]) or '0')
-      - tonumber(redis.call('HGET', KEYS[6], ARGV[4]) or '0')
-    local left = tonumber(limit) - spent
-    if charge > left + 1e-9 then return {'overdraft', string.format('%.17g', left)} end
-  end
-  redis.call('HINCRBYFLOAT', KEYS[5], ARGV[4], ARGV[5])
-  if ARGV[8] ~= '' then redis.call('ZADD', KEYS[7], ARGV[8], ARGV[9]) end
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('RPUSH', KEYS[9], ARGV[1])
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
-  redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
-end
-return {'stored', ARGV[1]}
-"""
-# KEYS: tasks, task_order, idempotency, idem_of, charged, refunded, refunds:<old account>, refunds:<new account>,
-#       task_order:<old account>, task_order:<new account>
-# ARGV: id, expected JSON ('' = absent), new JSON ('' = delete), old account, -old charge or '' (no unbooking),
-#       old refund member or '', new account, new charge or '' (no booking), new refund due or '', new member
-SWAP = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if (current or '') ~= ARGV[2] then return 0 end
-if ARGV[3] == '' then
-  if current then
-    redis.call('HDEL', KEYS[1], ARGV[1])
-    redis.call('LREM', KEYS[2], 1, ARGV[1])
-    redis.call('LREM', KEYS[9], 1, ARGV[1])
-    local field = redis.call('HGET', KEYS[4], ARGV[1])
-    if field then
-      redis.call('HDEL', KEYS[3], field)
-      redis.call('HDEL', KEYS[4], ARGV[1])
-    end
-  end
-else
-  if not current then
-    redis.call('RPUSH', KEYS[2], ARGV[1])
-    redis.call('RPUSH', KEYS[10], ARGV[1])
-  elseif ARGV[4] ~= ARGV[7] then
-    redis.call('LREM', KEYS[9], 1, ARGV[1])
-    redis.call('RPUSH', KEYS[10], ARGV[1])
-  end
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-end
-if ARGV[5] ~= '' then
-  redis.call('HINCRBYFLOAT', KEYS[5], ARGV[4], ARGV[5])
-  if ARGV[6] ~= '' and redis.call('ZREM', KEYS[7], ARGV[6]) == 0 then
-    redis.call('HINCRBYFLOAT', KEYS[6], ARGV[4], ARGV[5])
-  end
-end
-if ARGV[8] ~= '' then
-  redis.call('HINCRBYFLOAT', KEYS[5], ARGV[7], ARGV[8])
-  if ARGV[9] ~= '' then redis.call('ZADD', KEYS[8], ARGV[9], ARGV[10]) end
-end
-return 1
-"""
-# The uploads' scripts: each is one atomic step over the upload and the running totals of the bytes held
-# (``base.py``). KEYS (all of them): uploads (id -> metadata JSON), upload_data (id -> bytes), upload_bytes
-# (account -> bytes held), upload_total (bytes held in all), upload_times (ids scored by created_at, for
-# expiry), upload_totals (set once the totals are kept: a Redis written before them has them summed once).
-UPLOAD_KEYS = ("uploads", "upload_data", "upload_bytes", "upload_total", "upload_times", "upload_totals")
-UPLOAD_PRELUDE = """
-local function uncount(account, size)
-  if redis.call('HINCRBY', KEYS[3], account, -size) <= 0 then redis.call('HDEL', KEYS[3], account) end
-  redis.call('INCRBY', KEYS[4], -size)
-end
-if redis.call('EXISTS', KEYS[6]) == 0 then
-  redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
-  local all = redis.call('HGETALL', KEYS[1])
-  local total = 0
-  for i = 1, #all, 2 do
-    local meta = cjson.decode(all[i + 1])
-    redis.call('HINCRBY', KEYS[3], meta.account, string.format('%d', meta.size))
-    redis.call('ZADD', KEYS[5], string.format('%.17g', meta.created_at), all[i])
-    total = total + meta.size
-  end
-  redis.call('SET', KEYS[4], string.format('%d', total))
-  redis.call('SET', KEYS[6], '1')
-end
-"""
-# ARGV: id, metadata JSON, data, account, size, created_at, the account's quota or '', the server's quota or '',
-#       evict_by or '' (the uploads created at or before it are evicted first)
-PUT_UPLOAD = (
-    UPLOAD_PRELUDE
-    + """
-if ARGV[9] ~= '' then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', ARGV[9])) do
-    local old = redis.call('HGET', KEYS[1], id)
-    if old then
-      local meta = cjson.decode(old)
-      uncount(meta.account, meta.size)
-      redis.call('HDEL', KEYS[1], id)
-      redis.call('HDEL', KEYS[2], id)
-    end
-  end
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[9])
-end
-local size = tonumber(ARGV[5])
-local mine = tonumber(redis.call('HGET', KEYS[3], ARGV[4]) or '0')
-local total = tonumber(redis.call('GET', KEYS[4]) or '0')
-if ARGV[7] ~= '' and mine + size > tonumber(ARGV[7]) then return {'account', mine} end
-if ARGV[8] ~= '' and total + size > tonumber(ARGV[8]) then return {'total', total} end
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old then
-  local meta = cjson.decode(old)
-  uncount(meta.account, meta.size)
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('HINCRBY', KEYS[3], ARGV[4], ARGV[5])
-redis.call('INCRBY', KEYS[4], ARGV[5])
-redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])
-return {'stored', 0}
-"""
-)
-# ARGV: id
-DELETE_UPLOAD = (
-    UPLOAD_PRELUDE
-    + """
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[5], ARGV[1])
-if not old then return 0 end
-local meta = cjson.decode(old)
-uncount(meta.account, meta.size)
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
-"""
-)
-# ARGV: account
-UPLOAD_USAGE = (
-    UPLOAD_PRELUDE
-    + """
-return {tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0'), tonumber(redis.call('GET', KEYS[4]) or '0')}
-"""
-)
-# A replace of the whole state (``replace_state``): the new state is written under a staging prefix of
-# its own, then put in place of the live keys by this one script (atomic: readers see the old keys or the
-# new). Every live key goes but those a reset keeps (the clock, the journal's sequence, the shared version);
-# each staged key is renamed to its live name. The keys are found by prefix: one Redis, as ``reset`` assumes.
-# ARGV: live prefix, its KEYS pattern, staging prefix, its pattern, the prefix of every replace's staging keys
-SWAP_STATE = """
-local live, staged, staging = ARGV[1], ARGV[3], ARGV[5]
-local kept = {[live .. 'journal_seq'] = true, [live .. 'clock'] = true, [live .. 'shared_version'] = true}
-for _, key in ipairs(redis.call('KEYS', ARGV[2])) do
-  if not kept[key] and string.sub(key, 1, #staging) ~= staging then redis.call('DEL', key) end
-end
-local moved = 0
-for _, key in ipairs(redis.call('KEYS', ARGV[4])) do
-  local name = live .. string.sub(key, #staged + 1)
-  if kept[name] then redis.call('DEL', key) else redis.call('RENAME', key, name); moved = moved + 1 end
-end
-return moved
-"""
-STAGING = "~replace:"  # under the store's prefix: where a replace writes its new state (no live key starts so)
-SHARED_VERSION = "shared_version"  # bumped by every change of what every request reads
-SHARED_CHANNEL = "shared_changed"  # and announced here (``redis_hot`` subscribes)
-# The Store methods that change it: each also calls ``_changed`` (wrapped below the class).
+# The Store methods that change what every request reads (``SHARED_VERSION``): each also calls ``_changed``
+# (wrapped below the class).
 SHARED_CHANGES = (
     "set_clock_state",
     "put_fault_rule",
@@ -278,13 +82,14 @@ UNAVAILABLE = (
 )
 
 
-def _member(record: TaskRecord) -> str:
-    """A queued refund: its amount and its task, so that the queue alone sums what is due."""
-    return f"{record.charge!r}|{record.id}"
-
-
 class RedisStore:
-    """Every method of the ``Store`` protocol runs inside ``self._guard`` (wrapped below the class)."""
+    """Every method of the ``Store`` protocol runs inside ``self.guard`` (wrapped below the class).
+
+    Every call is bounded by ``timeout`` (socket and connect timeouts; a broken connection is retried
+    once at once, a timeout never), and goes through ``guard.Guard``: a Redis that is down, frozen or
+    refusing writes raises ``StoreUnavailable``; after a call that waited out the timeout (a frozen
+    Redis), the calls of the next second are answered without asking.
+    """
 
     def __init__(self, url: str, journal_size: int = 10_000, prefix: str = "mockserver:", timeout: float = 2.0) -> None:
         # redis-py types its answers as bytes | str whatever the connection says: keep them untyped here
@@ -298,7 +103,7 @@ class RedisStore:
         self.p = prefix
         self.journal_size = journal_size
         self.timeout = timeout
-        self._guard = Guard("redis", UNAVAILABLE)
+        self.guard = Guard("redis", UNAVAILABLE)
         self._last_clock: tuple[float, float | None] = (0.0, None)
         self._fire = self.r.register_script(FIRE_RULE)
         self._append = self.r.register_script(APPEND_JOURNAL)
@@ -316,19 +121,17 @@ class RedisStore:
         return self.p + name
 
     def hot(self) -> HotStore:
-        """The hot path's calls (``store.aio``) through an asyncio client (``redis_hot``)."""
+        """The hot path's calls (``store.aio``) through an asyncio client (``hot``)."""
         if self._hot is None:
-            from .redis_hot import RedisHot
-
             self._hot = RedisHot(self)
         return self._hot
 
     def _changed(self) -> None:
         """Something every request reads changed (the clock, fault rules, canned responses, accounts'
-        settings): bump their version and tell every worker (``redis_hot``), in one round trip."""
+        settings): bump their version and tell every worker (``hot``), in one round trip."""
         if not self._announces:
             return
-        with self._guard:
+        with self.guard:
             pipe = self.r.pipeline(transaction=False)
             pipe.incr(self.k(SHARED_VERSION))
             pipe.publish(self.k(SHARED_CHANNEL), "changed")
@@ -340,34 +143,8 @@ class RedisStore:
     # tasks
 
     def put_task_once(self, record: TaskRecord, key: str | None, limit: Limit = None) -> str | Overdraft:
-        keys, args = self._put_once_call(record, key, limit)
-        return _put_once_answer(self._put_once(keys=keys, args=args))
-
-    def _put_once_call(self, record: TaskRecord, key: str | None, limit: Limit) -> tuple[list[str], list[str]]:
-        """``PUT_ONCE``'s keys and arguments (the hot store runs the same script)."""
-        due = refund_due(record)
-        own = isinstance(limit, AccountLimit)
-        if isinstance(limit, AccountLimit):
-            limit = limit.default
-        keys = [
-            *self._task_keys(),
-            self.k(f"refunds:{record.account}"),
-            self.k("balances"),
-            self.k(f"task_order:{record.account}"),
-        ]
-        args = [
-            record.id,
-            record.to_json(),
-            "" if key is None else f"{record.account}|{key}",
-            record.account,
-            repr(record.charge),
-            "" if limit is None else repr(float(limit)),
-            repr(record.created_at),
-            "" if due is None else repr(due),
-            _member(record),
-            "1" if own else "",
-        ]
-        return keys, args
+        keys, args = put_once_call(self.k, record, key, limit)
+        return put_once_answer(self._put_once(keys=keys, args=args))
 
     def put_task(self, record: TaskRecord) -> None:
         while True:
@@ -375,9 +152,6 @@ class RedisStore:
             old = TaskRecord.from_json(raw) if raw is not None else None
             if self._swap(record.id, raw, old, record):
                 return
-
-    def _task_keys(self) -> list[str]:
-        return [self.k(n) for n in ("tasks", "task_order", "idempotency", "idem_of", "charged", "refunded")]
 
     def _swap(self, task_id: str, expected: bytes | None, old: TaskRecord | None, new: TaskRecord | None) -> bool:
         """Replace the task stored as ``expected`` (None: absent) by ``new`` (None: delete it), moving
@@ -389,7 +163,7 @@ class RedisStore:
         either = old if old is not None else new
         assert either is not None
         keys = [
-            *self._task_keys(),
+            *task_keys(self.k),
             self.k(f"refunds:{either.account}"),
             self.k(f"refunds:{(new or either).account}"),
             self.k(f"task_order:{either.account}"),
@@ -401,11 +175,11 @@ class RedisStore:
             new.to_json() if new is not None else "",
             old.account if old is not None else "",
             repr(-old.charge) if unbook and old is not None else "",
-            _member(old) if unbook and old is not None and refund_due(old) is not None else "",
+            refund_member(old) if unbook and old is not None and refund_due(old) is not None else "",
             new.account if new is not None else "",
             repr(new.charge) if book and new is not None else "",
             repr(new_due) if new_due is not None else "",
-            _member(new) if new is not None else "",
+            refund_member(new) if new is not None else "",
         ]
         return bool(self._swap_script(keys=keys, args=args))
 
@@ -503,7 +277,7 @@ class RedisStore:
 
     def upload_usage(self, account: str) -> UploadUsage:
         """The bytes of uploads held by ``account`` and by everyone (the running totals)."""
-        with self._guard:
+        with self.guard:
             mine, total = self._upload_usage(keys=self._upload_keys(), args=[account])
         return UploadUsage(int(mine), int(total))
 
@@ -523,8 +297,15 @@ class RedisStore:
     # journal
 
     def append_journal(self, entry: dict[str, Any]) -> int:
-        keys = [self.k("journal"), self.k("journal_seq")]
+        keys = journal_keys(self.k)
         return int(self._append(keys=keys, args=[json.dumps(entry), self.journal_size]))
+
+    def append_encoded(self, encoded: Sequence[bytes]) -> None:
+        """Several journal entries already encoded (``Entry.encoded``: the hot store's queue), in one
+        ``APPEND_MANY``, inside the guard."""
+        keys, args = append_many_call(self.k, self.journal_size, encoded)
+        with self.guard:
+            self._append_many(keys=keys, args=args)
 
     def journal(self, since: int = 0) -> list[dict[str, Any]]:
         if self._hot is not None:
@@ -652,7 +433,7 @@ class RedisStore:
 
     def clock_state(self) -> tuple[float, float | None]:
         try:
-            with self._guard:
+            with self.guard:
                 raw = self.r.get(self.k("clock"))
         except StoreUnavailable:
             return self._last_clock
@@ -731,17 +512,10 @@ def _pattern(prefix: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
 
 
-def _put_once_answer(reply: Any) -> str | Overdraft:
-    status, value = reply
-    if status == b"overdraft":
-        return Overdraft(float(value))
-    return str(value.decode())
-
-
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
-        with self._guard:
+        with self.guard:
             return method(self, *args, **kwargs)
 
     return call
@@ -764,6 +538,6 @@ def _announced(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-# What every request reads, changed: every worker's copy is read again (``redis_hot``).
+# What every request reads, changed: every worker's copy is read again (``hot``).
 for _name in SHARED_CHANGES:
     setattr(RedisStore, _name, _announced(getattr(RedisStore, _name)))

@@ -1,37 +1,6 @@
-"""Redis's ``HotStore``: one round trip per request, and the event loop never waits for Redis.
-
-**Why an asyncio client** (``resp``), not store calls in a thread: a request makes one call on
-the hot path, so a hand-off to a thread and back (two wake-ups, and the GIL passed between the
-threads, at each of which the loop may hold it for up to its switch interval) would cost more
-than the round trip itself; an asyncio client costs a few microseconds per command, and while
-Redis answers, the loop answers other requests. Every command of one turn of the loop goes out
-in one write (pipelining across requests).
-
-Per request:
-
-- **a submission**: one ``PUT_ONCE`` script: the idempotency key, the account's own balance
-  (read in the script: no list of balances anywhere), the refunds due, the charge and the task,
-  atomically.
-- **a poll**: one ``HGET`` of the task.
-- **the journal entry**: queued, and written with the others of the last ``JOURNAL_DELAY``
-  seconds in one ``APPEND_MANY`` script.
-- **the shared settings** (the clock's offset, fault rules, canned responses, accounts'
-  settings: ``aio.Shared``): no round trip. Each worker keeps a copy and subscribes to
-  ``SHARED_CHANNEL``; every change (``RedisStore._changed``, from any worker) is published
-  there, and the copy is read again (one ``MULTI``/``EXEC`` round trip) by the first request
-  after it. A message is read as soon as it arrives, in the same turn of the loop as any
-  request that came with it, so a request sent after a change was acknowledged never sees the
-  copy from before it. While the subscription is not live (connecting, lost), the copy is read
-  by every request.
-
-Rarer calls: a fault rule's or canned response's firing is one script (its ``times`` from the
-copy); a rate-limit count one pipelined ``INCR``/``EXPIRE``; a poll-count update and eviction
-(several round trips) run the store's own methods in a thread.
-
-Failures: a refused or broken connection, a timeout (the store's, per command) and the replies
-of a Redis that cannot write (``READONLY``, ``OOM``, ``LOADING``, ``MASTERDOWN``) raise
-``StoreUnavailable`` through the store's guard (after a timeout, the calls of the next second
-are answered at once); the client connects again by itself.
+"""RedisHot: the Redis store's ``HotStore`` (``aio``): one round trip per request, and the event loop
+never waits for Redis. It talks to Redis through ``client`` (asyncio), runs the same scripts as the
+store (``scripts``), and knows the store only as ``SyncStore``, what it uses of it.
 """
 
 from __future__ import annotations
@@ -41,20 +10,28 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
-from ..core.canned import CannedResponse
-from ..core.errors import StoreUnavailable
-from ..core.faults import FaultRule
-from ..core.journal import Entry
-from ..core.records import TaskRecord, UploadRecord
-from .aio import Shared
-from .base import Limit, Overdraft
-from .resp import Client, Options, ReplyError, Subscriber
-
-if TYPE_CHECKING:
-    from .redis import RedisStore
+from ...core.canned import CannedResponse
+from ...core.errors import StoreUnavailable
+from ...core.faults import FaultRule
+from ...core.journal import Entry
+from ...core.records import TaskRecord, UploadRecord
+from ..aio import Shared
+from ..base import Limit, Overdraft
+from ..guard import Guard
+from .client import Client, Options, ReplyError, Subscriber
+from .scripts import (
+    APPEND_MANY,
+    FIRE_RULE,
+    PUT_ONCE,
+    SHARED_CHANNEL,
+    SHARED_VERSION,
+    append_many_call,
+    put_once_answer,
+    put_once_call,
+)
 
 T = TypeVar("T")
 JOURNAL_DELAY = 0.02  # seconds a journal entry may wait to be written with others
@@ -62,13 +39,75 @@ JOURNAL_BATCH = 500  # entries written at once, whatever the delay
 UNAVAILABLE_REPLIES = ("READONLY", "OOM", "LOADING", "MASTERDOWN", "BUSY ")
 
 
-class RedisHot:
-    def __init__(self, store: RedisStore) -> None:
-        from . import redis as stored
+class SyncStore(Protocol):
+    """What the hot store uses of the Redis store (``RedisStore``): its keys, where and how to connect,
+    its guard, the journal's size and batch append, and the calls it hands to it in a thread."""
 
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def timeout(self) -> float: ...
+
+    @property
+    def journal_size(self) -> int: ...
+
+    @property
+    def guard(self) -> Guard: ...
+
+    def k(self, name: str) -> str: ...
+
+    def append_encoded(self, encoded: Sequence[bytes]) -> None: ...
+
+    def fire_fault_rule(self, rule_id: str) -> bool: ...
+
+    def fire_canned_response(self, response_id: str) -> bool: ...
+
+    def update_task(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord | None: ...
+
+    def evict_tasks(self, created_before: float, limit: int | None = None) -> int: ...
+
+
+class RedisHot:
+    """The hot path's calls (``aio.HotStore``) of one ``RedisStore``, through an asyncio client.
+
+    **Why an asyncio client** (``client``), not store calls in a thread: a request makes one call on
+    the hot path, so a hand-off to a thread and back (two wake-ups, and the GIL passed between the
+    threads, at each of which the loop may hold it for up to its switch interval) would cost more
+    than the round trip itself; an asyncio client costs little per command, and while Redis
+    answers, the loop answers other requests. Every command of one turn of the loop goes out
+    in one write (pipelining across requests).
+
+    Per request:
+
+    - **a submission**: one ``PUT_ONCE`` script: the idempotency key, the account's own balance
+      (read in the script: no list of balances anywhere), the refunds due, the charge and the task,
+      atomically.
+    - **a poll**: one ``HGET`` of the task.
+    - **the journal entry**: queued, and written with the others of the last ``JOURNAL_DELAY``
+      seconds in one ``APPEND_MANY`` script.
+    - **the shared settings** (the clock's offset, fault rules, canned responses, accounts'
+      settings: ``aio.Shared``): no round trip. Each worker keeps a copy and subscribes to
+      ``SHARED_CHANNEL``; every change (announced by the store, in any worker) is published
+      there, and the copy is read again (one ``MULTI``/``EXEC`` round trip) by the first request
+      after it. A message is read as soon as it arrives, in the same turn of the loop as any
+      request that came with it, so a request sent after a change was acknowledged never sees the
+      copy from before it. While the subscription is not live (connecting, lost), the copy is read
+      by every request.
+
+    Rarer calls: a fault rule's or canned response's firing is one script (its ``times`` from the
+    copy); a rate-limit count one pipelined ``INCR``/``EXPIRE``; a poll-count update and eviction
+    (several round trips) run the store's own methods in a thread.
+
+    Failures: a refused or broken connection, a timeout (the store's, per command) and the replies
+    of a Redis that cannot write (``READONLY``, ``OOM``, ``LOADING``, ``MASTERDOWN``) raise
+    ``StoreUnavailable`` through the store's guard (after a timeout, the calls of the next second
+    are answered at once); the client connects again by itself.
+    """
+
+    def __init__(self, store: SyncStore) -> None:
         self.store = store
         self.k = store.k
-        self._scripts = stored
         self.options = Options(store.url, store.timeout)
         self._clients: dict[asyncio.AbstractEventLoop, Client] = {}
         self._shared = Shared(None, (0.0, None), (), (), {})
@@ -93,8 +132,8 @@ class RedisHot:
 
     async def _ask(self, answer: Awaitable[T]) -> T:
         """``answer``, with the client's failures as the store's ``StoreUnavailable`` (``guard.Guard``)."""
-        guard = self.store._guard
-        if guard._open_until:
+        guard = self.store.guard
+        if guard.has_opened:
             guard.check()
         started = time.monotonic()
         try:
@@ -121,7 +160,7 @@ class RedisHot:
         if subscriber is not None and self._subscribed_in == threading.get_ident() and self._loaded == self._changes:
             return  # subscribed, and nothing announced since the copy was read
         if subscriber is None:
-            channel = self.k(self._scripts.SHARED_CHANNEL)
+            channel = self.k(SHARED_CHANNEL)
             self._subscriber = Subscriber(self.options, channel, self._announced, self._live)
         await self._load()
 
@@ -139,7 +178,7 @@ class RedisHot:
             self._client().pipeline(
                 [
                     ["MULTI"],
-                    ["GET", k(self._scripts.SHARED_VERSION)],
+                    ["GET", k(SHARED_VERSION)],
                     ["GET", k("clock")],
                     ["LRANGE", k("rule_order"), 0, -1],
                     ["HGETALL", k("rules")],
@@ -153,7 +192,7 @@ class RedisHot:
         )
         found = replies[-1]
         if not isinstance(found, list):
-            raise self.store._guard.failed(ConnectionError(f"Redis did not run the transaction: {found}"), 0.0)
+            raise self.store.guard.failed(ConnectionError(f"Redis did not run the transaction: {found}"), 0.0)
         version, clock, rule_order, rules, canned_order, canned, canned_fired, accounts = found
         rules_by_id, canned_by_id, fired = _pairs(rules), _pairs(canned), _pairs(canned_fired)
         offset, frozen_at = json.loads(clock) if clock else (0.0, None)
@@ -193,10 +232,8 @@ class RedisHot:
     # -- writes --------------------------------------------------------------------------------------------
 
     async def put_task_once(self, record: TaskRecord, key: str | None, limit: Limit = None) -> str | Overdraft:
-        from .redis import _put_once_answer
-
-        keys, args = self.store._put_once_call(record, key, limit)
-        return _put_once_answer(await self._ask(self._client().script(self._scripts.PUT_ONCE, keys, args)))
+        keys, args = put_once_call(self.k, record, key, limit)
+        return put_once_answer(await self._ask(self._client().script(PUT_ONCE, keys, args)))
 
     async def fire_fault_rule(self, rule_id: str) -> bool:
         rule = next((r for r in self._shared.rules if r.id == rule_id), None)
@@ -204,7 +241,7 @@ class RedisHot:
             return await self._in_thread(self.store.fire_fault_rule, rule_id)
         keys = [self.k("rules"), self.k("rule_fired")]
         times = -1 if rule.times is None else rule.times
-        return bool(await self._ask(self._client().script(self._scripts.FIRE_RULE, keys, [rule_id, times])))
+        return bool(await self._ask(self._client().script(FIRE_RULE, keys, [rule_id, times])))
 
     async def fire_canned_response(self, response_id: str) -> bool:
         response = next((r for r in self._shared.canned if r.id == response_id), None)
@@ -212,7 +249,7 @@ class RedisHot:
             return await self._in_thread(self.store.fire_canned_response, response_id)
         keys = [self.k("canned"), self.k("canned_fired")]
         times = -1 if response.times is None else response.times
-        return bool(await self._ask(self._client().script(self._scripts.FIRE_RULE, keys, [response_id, times])))
+        return bool(await self._ask(self._client().script(FIRE_RULE, keys, [response_id, times])))
 
     async def hit(self, account: str, window: int) -> int:
         key = self.k(f"window:{account}:{window}")
@@ -264,24 +301,19 @@ class RedisHot:
             asyncio.get_running_loop().create_task(self._append(entries))
 
     async def _append(self, entries: list[Entry]) -> None:
-        keys = [self.k("journal"), self.k("journal_seq")]
-        args: list[Any] = [self.store.journal_size, *(entry.encoded() for entry in entries)]
+        keys, args = append_many_call(self.k, self.store.journal_size, [entry.encoded() for entry in entries])
         with contextlib.suppress(StoreUnavailable, ReplyError):  # the answers went out: entries lost, not answers
-            await self._ask(self._client().script(self._scripts.APPEND_MANY, keys, args))
+            await self._ask(self._client().script(APPEND_MANY, keys, args))
 
     def flush_journal(self) -> None:
         """Write what is queued now, with the store's own client (before the journal is read)."""
         entries = self._take_journal()
         for client in list(self._clients.values()):
             if not client.loop.is_closed() and client.loop is _running_loop():
-                client._flush()  # what this loop sent already goes out before the read
+                client.flush()  # what this loop sent already goes out before the read
         if entries:
-            args: list[Any] = [self.store.journal_size, *(entry.encoded() for entry in entries)]
-            try:
-                with self.store._guard:
-                    self.store._append_many(keys=[self.k("journal"), self.k("journal_seq")], args=args)
-            except StoreUnavailable:
-                pass
+            with contextlib.suppress(StoreUnavailable):
+                self.store.append_encoded([entry.encoded() for entry in entries])
 
 
 def _pairs(reply: Any) -> dict[bytes, Any]:

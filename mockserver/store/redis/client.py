@@ -1,15 +1,9 @@
-"""A small asyncio Redis client (RESP2) for the hot path: one connection per event loop, pipelined.
+"""A small asyncio Redis client (RESP2) for the hot path (``hot``): one connection per event loop, pipelined.
 
-Why not redis-py's asyncio client: a connection pool, an async lock and a timeout context per call
-cost several times as much, and the hot path makes one command per request. Here every command
-of one turn of the loop goes out in one write, and the replies (read by ``hiredis.Reader``) are
-matched in order. A command not answered within ``timeout`` fails with ``TimeoutError``, as does
-every one behind it, and the connection is closed (late replies would answer the wrong commands);
-a broken or refused connection, or bytes that are not RESP, fail them with ``ConnectionError``;
-the next command connects again. An error reply is a ``ReplyError`` (Redis's text, e.g.
-``READONLY …``), never a ``ConnectionError``: the caller decides which mean Redis is unavailable.
-``Subscriber`` hands each message to its callback as soon as it is read (in the same turn of the
-loop as any request that came with it), so a cache it invalidates is never read stale.
+Why not redis-py's asyncio client: it takes a connection pool, an async lock and a timeout context for
+every call, and the hot path makes one command per request; here every command of one turn of the loop
+goes out in one write. ``Subscriber`` hands each message to its callback as soon as it is read, so a
+cache it invalidates is never read stale.
 """
 
 from __future__ import annotations
@@ -93,7 +87,16 @@ class Options:
 
 
 class Client:
-    """One pipelined connection, on the loop it was first used on."""
+    """One pipelined connection, on the loop it was first used on.
+
+    Every command of one turn of the loop goes out in one write, and the replies (read by
+    ``hiredis.Reader``) are matched in order. A command not answered within ``timeout`` fails with
+    ``TimeoutError``, as does every one behind it, and the connection is closed (late replies would
+    answer the wrong commands); a broken or refused connection, or bytes that are not RESP, fail them
+    with ``ConnectionError``; the next command connects again. An error reply is a ``ReplyError``
+    (Redis's text, e.g. ``READONLY …``), never a ``ConnectionError``: the caller decides which mean
+    Redis is unavailable.
+    """
 
     def __init__(self, options: Options) -> None:
         self.options = options
@@ -169,12 +172,13 @@ class Client:
             futures.append(future)
             self._out.append(hiredis.pack_command(tuple(command)))
         if len(self._out) == len(commands):  # the first of this turn: written when the turn ends
-            self.loop.call_soon(self._flush)
+            self.loop.call_soon(self.flush)
         if self._watchdog is None:
             self._watchdog = self.loop.call_at(self.loop.time() + self.options.timeout, self._check)
         return [await future for future in futures]
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the commands sent so far (done by itself when the turn of the loop ends; called, at once)."""
         out, self._out = self._out, []
         protocol = self._protocol
         if not out:
@@ -225,9 +229,10 @@ class Client:
 
 
 class Subscriber:
-    """A connection in subscribe mode: ``on_message(data)`` for each message on ``channel``, at once;
-    ``on_state(live)`` when the subscription is confirmed (True) or lost (False). It connects again
-    by itself (every ``retry`` seconds) while ``close`` was not called."""
+    """A connection in subscribe mode: ``on_message(data)`` for each message on ``channel``, at once (in
+    the same turn of the loop as any request that came with it); ``on_state(live)`` when the
+    subscription is confirmed (True) or lost (False). It connects again by itself (every ``retry``
+    seconds) while ``close`` was not called."""
 
     def __init__(
         self,

@@ -23,7 +23,7 @@ of 0: it never waits for a lock.
 - **Checkpoints** (copying the WAL into the file, with its fsync) are made by a thread of their
   own once the WAL has grown past ``CHECKPOINT_BYTES`` (as SQLite's own automatic checkpoint
   does, at 1000 pages), never on the loop; when it is done, waiting writes are tried at once.
-- **A full disk** (``SQLiteStore._make_room``): a transaction that fails for want of space makes
+- **A full disk** (``SQLiteStore.make_room``): a transaction that fails for want of space makes
   room (the WAL checkpointed and truncated, the journal's rows deleted, no entry written until a
   write succeeds again), and its writes are tried once more in a transaction of their own, without
   the journal's entries: the tasks come first. The check happens on the loop (with short waits):
@@ -44,20 +44,34 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager, suppress
+from typing import Any, Protocol
 
-from ..core.canned import CannedResponse
-from ..core.errors import StoreUnavailable
-from ..core.faults import FaultRule
-from ..core.journal import Entry
-from ..core.records import TaskRecord, UploadRecord
-from .aio import Shared
-from .base import Limit, Overdraft
-from .sqlite import out_of_space
+from ...core.canned import CannedResponse
+from ...core.errors import StoreUnavailable
+from ...core.faults import FaultRule
+from ...core.journal import Entry
+from ...core.records import TaskRecord, UploadRecord
+from ..aio import Shared
+from ..base import Limit, Overdraft
+from ..guard import Guard
+from . import steps
+from .schema import out_of_space
 
-if TYPE_CHECKING:
-    from .sqlite import SQLiteStore
+
+class Host(Protocol):
+    """What the hot store uses of its ``SQLiteStore`` (which builds it, so it never imports the store)."""
+
+    path: str
+    timeout: float
+    guard: Guard
+    journal_off: bool  # the disk was full at the last write: no journal entry is written
+
+    def connection(self) -> sqlite3.Connection: ...
+    def write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+    def make_room(self) -> None: ...
+    def append_rows(self, db: sqlite3.Connection, entries: list[tuple[Any, str]]) -> int: ...
+
 
 BATCH = 256  # writes one transaction takes at most
 RETRY = 0.0003  # seconds from a try that found the write lock held elsewhere to the next
@@ -80,7 +94,7 @@ def _locked(exc: sqlite3.OperationalError) -> bool:
 
 
 class SQLiteHot:
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Host) -> None:
         self.store = store
         self._lock = threading.RLock()  # the connection: the server's loop, and the in-process transports' threads
         self._db: sqlite3.Connection | None = None
@@ -105,7 +119,7 @@ class SQLiteHot:
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             store = self.store
-            store._connection()  # the file is there and its schema current (the store's own connection sees to it)
+            store.connection()  # the file is there and its schema current (the store's own connection sees to it)
             db = sqlite3.connect(store.path, timeout=0, isolation_level=None, check_same_thread=False)
             try:
                 db.execute("PRAGMA busy_timeout=0")  # never wait for a lock on the event loop
@@ -128,8 +142,8 @@ class SQLiteHot:
         one taking of WAL's read lock instead of one per read), ended when the turn is over. A read
         from another loop (in-process transports share this store from threads of their own) never
         reads through that loop's snapshot: it ends it and opens its own."""
-        guard = self.store._guard
-        if guard._open_until:  # a failure was met lately: maybe answer at once (``Guard.check``)
+        guard = self.store.guard
+        if guard.has_opened:  # a failure was met once: maybe answer at once (``Guard.check``)
             guard.check()
         with self._lock:
             try:
@@ -187,7 +201,7 @@ class SQLiteHot:
         if version is not None and version == self._shared.version:
             return
         self.end_read()
-        with self._lock, self.store._guard:  # one snapshot of all four
+        with self._lock, self.store.guard:  # one snapshot of all four
             db = self._connection()
             db.execute("BEGIN")
             try:
@@ -227,29 +241,27 @@ class SQLiteHot:
     # -- writes ----------------------------------------------------------------------------------------
 
     async def put_task_once(self, record: TaskRecord, key: str | None, limit: Limit = None) -> str | Overdraft:
-        store = self.store
-        found: str | Overdraft = await self._write(lambda db: store._put_once(db, record, key, limit))
+        found: str | Overdraft = await self._write(lambda db: steps.put_once(db, record, key, limit))
         return found
 
     async def update_task(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord | None:
-        store = self.store
-        found: TaskRecord | None = await self._write(lambda db: store._update_task_in(db, task_id, change))
+        found: TaskRecord | None = await self._write(lambda db: steps.update_task(db, task_id, change))
         return found
 
     async def fire_fault_rule(self, rule_id: str) -> bool:
-        return bool(await self._write(lambda db: self.store._fire_fault_rule_in(db, rule_id)))
+        return bool(await self._write(lambda db: steps.fire(db, "rules", rule_id)))
 
     async def fire_canned_response(self, response_id: str) -> bool:
-        return bool(await self._write(lambda db: self.store._fire_canned_response_in(db, response_id)))
+        return bool(await self._write(lambda db: steps.fire(db, "canned", response_id)))
 
     async def hit(self, account: str, window: int) -> int:
-        return int(await self._write(lambda db: self.store._hit_in(db, account, window)))
+        return int(await self._write(lambda db: steps.hit(db, account, window)))
 
     async def evict_tasks(self, created_before: float, limit: int | None = None) -> int:
-        return int(await self._write(lambda db: self.store._evict_tasks_in(db, created_before, limit)))
+        return int(await self._write(lambda db: steps.evict_tasks(db, created_before, limit)))
 
     async def _write(self, fn: Write) -> Any:
-        self.store._guard.check()  # a store known to be stuck: 503 at once, nothing queued
+        self.store.guard.check()  # a store known to be stuck: 503 at once, nothing queued
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._writes:
@@ -259,7 +271,7 @@ class SQLiteHot:
         return await future
 
     def record(self, entry: Entry) -> None:
-        if self.store._journal_off:
+        if self.store.journal_off:
             return  # the disk was full at the last write: the room is the tasks'
         with self._lock:
             self._journal.append(entry)
@@ -291,14 +303,14 @@ class SQLiteHot:
         store does (its busy timeout): a control-plane read, not the hot path."""
         with self._lock:
             entries, self._journal = self._journal, []
-            if not entries or self.store._journal_off:
+            if not entries or self.store.journal_off:
                 return
             try:
-                with self.store._write() as db:
-                    self.store._append(db, [(entry.account, entry.encoded().decode()) for entry in entries])
+                with self.store.write() as db:
+                    self.store.append_rows(db, [(entry.account, entry.encoded().decode()) for entry in entries])
             except StoreUnavailable as exc:  # lost when they cannot be written
                 if out_of_space(exc):
-                    self.store._make_room()
+                    self.store.make_room()
 
     def close(self) -> None:
         with self._lock:
@@ -341,7 +353,7 @@ class SQLiteHot:
             except StoreUnavailable as exc:
                 if not out_of_space(exc):
                     raise
-                self.store._make_room()
+                self.store.make_room()
                 if not writes:
                     return  # only journal entries: shed with the rest
                 outcomes = self._transact(writes, [])
@@ -353,7 +365,7 @@ class SQLiteHot:
                     future.set_exception(exc)
             return
         if writes:
-            self.store._journal_off = False  # a write succeeded: there is room again
+            self.store.journal_off = False  # a write succeeded: there is room again
         self._settle(outcomes)
 
     def _transact(
@@ -364,7 +376,7 @@ class SQLiteHot:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         self.end_read()  # this turn's reads are done: a write transaction of its own
         try:
-            with self._lock, self.store._guard:
+            with self._lock, self.store.guard:
                 db = self._connection()
                 try:
                     db.execute("BEGIN IMMEDIATE")
@@ -374,7 +386,7 @@ class SQLiteHot:
                     raise
                 try:
                     if entries:
-                        self.store._append(db, [(entry.account, entry.encoded().decode()) for entry in entries])
+                        self.store.append_rows(db, [(entry.account, entry.encoded().decode()) for entry in entries])
                     for fn, future in writes:
                         outcomes.append((future, *self._in_savepoint(db, fn)))
                     db.execute("COMMIT")
@@ -420,7 +432,7 @@ class SQLiteHot:
         """The lock was held elsewhere for the whole timeout: the waiting writes are answered 503, and
         the guard answers the next calls at once for a while."""
         writes, self._writes = self._writes, []
-        error = self.store._guard.failed(
+        error = self.store.guard.failed(
             sqlite3.OperationalError("database is locked"), time.monotonic() - self._waiting_since
         )
         for _, future in writes:
