@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Message
 
 from mockserver import NetworkBlocked, Settings, VirtualClock, create_app
+from mockserver.control import ControlPlane
 from mockserver.core import lifecycle, matching, seeding
 from mockserver.core.records import TaskRecord
 from mockserver.core.spec import CONTROL, load_document, spec_path
@@ -585,7 +586,7 @@ def test_a_body_read_for_a_canned_response_keeps_the_limits() -> None:
     assert asyncio.run(call([b'{"prompt": "', b"x" * 2000, b'"}'])) == 413
     assert asyncio.run(call([b'{"n": ', b"1}"])) == 500  # the canned response
     assert asyncio.run(call([b'{"n": ', b"2}"])) == 400  # read for the decision, then handed to the route
-    journal = app.state.fake.journal()
+    journal = ControlPlane(app.state.fake).journal()
     assert [(e["status"], e.get("canned") is not None, "error" in e) for e in journal] == [
         (413, False, True),
         (500, True, False),

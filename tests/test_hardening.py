@@ -28,6 +28,7 @@ from contract import fuzz
 from contract.report import Report
 from contract.target import Target
 from mockserver import cli
+from mockserver.control import ControlPlane
 from mockserver.core.clock import LATEST, VirtualClock
 from mockserver.core.jsonio import MAX_DEPTH, MAX_ITEMS, dumps
 from mockserver.service import Fake
@@ -119,7 +120,7 @@ def test_non_finite_numbers_are_refused_by_the_control_plane(
         error = refused(client.post(path, content=template % number, headers={"content-type": "application/json"}))
         assert names(error, field), error
         assert fake.clock.now() == START
-        assert fake.fault_rules() == []
+        assert ControlPlane(fake).fault_rules() == []
         task_id = submit_ok(client)
         assert client.get(f"/v1/tasks/{task_id}").status_code == 200
         assert client.get("/__mock__/tasks").status_code == 200
@@ -194,7 +195,7 @@ def test_a_large_body_is_journaled_in_a_few_kilobytes() -> None:
     urls = [f"https://example.com/{n}/{'x' * 150}.png" for n in range(MAX_ITEMS)]
     with in_process() as (client, fake):
         refused(client.post(IMAGINE, json={"prompt": "p" * 150, "image_urls": urls, "size": "1:1"}))
-        (entry,) = fake.journal()
+        (entry,) = ControlPlane(fake).journal()
     assert len(dumps(entry)) <= ENTRY_MAX_BYTES
     assert entry["body"]["image_urls"][-1].endswith("more item(s)")
 
@@ -269,7 +270,7 @@ def test_lone_surrogates_are_refused_where_they_enter(path: str, raw: str, field
         error = refused(client.post(path, content=raw.encode(), headers={"content-type": "application/json"}))
         assert names(error, field), error
         assert fake.store.tasks() == []
-        assert fake.fault_rules() == []
+        assert ControlPlane(fake).fault_rules() == []
         assert client.get("/__mock__/tasks").status_code == 200
         assert client.get("/__mock__/requests").status_code == 200
         assert client.get("/__mock__/scenarios").status_code == 200

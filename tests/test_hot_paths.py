@@ -19,6 +19,7 @@ import pytest
 from ulid import ULID
 
 from mockserver import Settings, VirtualClock, service
+from mockserver.control import ControlPlane
 from mockserver.core import jsonio, ledger, submission
 from mockserver.core.errors import ApiError
 from mockserver.core.faults import Fault, FaultRule
@@ -26,13 +27,12 @@ from mockserver.core.ids import UlidMaker
 from mockserver.core.journal import Entry, clipped, cut, journal_headers
 from mockserver.core.records import TaskRecord
 from mockserver.service import Fake, shortened
-from mockserver.store import resp, sqlite_hot
 from mockserver.store.base import Overdraft
-from mockserver.store.redis import RedisStore
-from mockserver.store.redis_hot import RedisHot
-from mockserver.store.resp import Client, Options, ReplyError
-from mockserver.store.sqlite import SQLiteStore
-from mockserver.store.sqlite_hot import SQLiteHot
+from mockserver.store.redis import RedisHot, RedisStore
+from mockserver.store.redis import client as resp
+from mockserver.store.redis.client import Client, Options, ReplyError
+from mockserver.store.sqlite import SQLiteHot, SQLiteStore
+from mockserver.store.sqlite import hot as sqlite_hot
 from mockserver.testing.process import ServerProcess
 
 from .conftest import MakeStore
@@ -245,18 +245,18 @@ def test_listing_by_status_and_the_ledger_page_the_same_as_whole() -> None:
     asyncio.run(submit(3, {**BODY, "prompt": "p [mock:fail]"}))
     clock.advance(60)
     asyncio.run(submit(4, BODY))
-    every = fake.tasks()[0]
+    every = ControlPlane(fake).tasks()[0]
     for status, want in (("SUCCESS", 5), ("FAILURE", 3), ("SUBMITTED", 4)):
-        page, total = fake.tasks(status=status, newest_first=True, offset=1, limit=2)
+        page, total = ControlPlane(fake).tasks(status=status, newest_first=True, offset=1, limit=2)
         assert total == want
         matching = [t for t in every[::-1] if t["view"]["status"] == status]
         assert page == matching[1:3]
-    whole = fake.ledger()
+    whole = ControlPlane(fake).ledger()
     assert whole["entries"] == ledger.summary(fake.store.tasks(), clock.now(), {}, None)["entries"]
-    part = fake.ledger(offset=3, limit=4)
+    part = ControlPlane(fake).ledger(offset=3, limit=4)
     assert part["entries"] == whole["entries"][3:7]
     assert part["accounts"] == whole["accounts"] and part["total_spent"] == whole["total_spent"]
-    assert fake.ledger(limit=0)["entries"] == []
+    assert ControlPlane(fake).ledger(limit=0)["entries"] == []
 
 
 def test_eviction_goes_a_step_at_a_time(make_store: MakeStore) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mockserver.control import ControlPlane
 from mockserver.core.clock import VirtualClock
 from mockserver.core.errors import ApiError
 from mockserver.service import Fake
@@ -66,7 +67,7 @@ def test_same_key_while_the_first_is_in_flight_is_409() -> None:
         clock = GatedClock()
         f = fake(clock)
         account = f.account("Bearer t")
-        f.add_fault_rule("latency", {"ms": "1000"}, endpoint="video", times=1)
+        ControlPlane(f).add_fault_rule("latency", {"ms": "1000"}, endpoint="video", times=1)
         first = asyncio.create_task(f.submit("video", account, BODY, key="k-1"))
         await clock.sleeping.wait()  # the first request is now being handled
         try:
@@ -117,5 +118,5 @@ def test_media_file_is_tagged_per_task_and_index() -> None:
 def test_clock_reset_with_everything() -> None:
     f = fake()
     f.clock.advance(1000)  # type: ignore[attr-defined]
-    f.reset()
+    ControlPlane(f).reset()
     assert f.clock.now() == VirtualClock().now()

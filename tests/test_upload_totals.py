@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from mockserver import Settings, VirtualClock, create_app
+from mockserver.control import ControlPlane
 from mockserver.core.media import upload_id_of
 from mockserver.core.records import UploadRecord
 from mockserver.store import Store, UploadUsage
@@ -110,17 +111,17 @@ def test_totals_follow_uploads_expiry_deletion_reset_and_import(make_api: MakeAp
     assert usage(store, a) == summed(store, a) == UploadUsage(400, 700)
     assert usage(store, b) == summed(store, b) == UploadUsage(300, 700)
 
-    document = api.fake.export_state(upload_data=True)
-    api.fake.reset(b)
+    document = ControlPlane(api.fake).export_state(upload_data=True)
+    ControlPlane(api.fake).reset(b)
     assert usage(store, b) == summed(store, b) == UploadUsage(0, 400)
     assert usage(store, a) == UploadUsage(400, 400)
-    api.fake.import_state(document)
+    ControlPlane(api.fake).import_state(document)
     assert usage(store, a) == summed(store, a) == UploadUsage(400, 700)
     assert usage(store, b) == summed(store, b) == UploadUsage(300, 700)
-    api.fake.import_state(document)  # the same uploads again (replaced, not counted twice)
+    ControlPlane(api.fake).import_state(document)  # the same uploads again (replaced, not counted twice)
     assert usage(store, a) == summed(store, a) == UploadUsage(400, 700)
 
-    api.fake.reset()
+    ControlPlane(api.fake).reset()
     assert usage(store, a) == usage(store, b) == summed(store, a) == UploadUsage(0, 0)
     assert upload(api, "a", 900).status_code == 200
     assert usage(store, a) == UploadUsage(900, 900)

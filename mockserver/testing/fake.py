@@ -22,6 +22,7 @@ import httpx
 import respx
 from respx.models import AllMockedAssertionError
 
+from ..control import ControlPlane
 from ..core.clock import VirtualClock
 from ..settings import Settings
 from ..web.app import create_app
@@ -144,7 +145,7 @@ class InProcessFake:
     def short_counts(self) -> tuple[Callable[[], list[dict[str, Any]]], Callable[[], list[dict[str, Any]]]]:
         """The fault rules and the canned responses added with ``times=N`` that fired fewer than N
         times, read from the service itself (``faults.unfired`` and ``responses.unused`` without a request)."""
-        service = self.app.state.fake
+        service = ControlPlane(self.app.state.fake)
 
         def rules() -> list[dict[str, Any]]:
             return [r for r in (rule.to_dict() for rule in service.rule_listing()) if short(r, check_probability=True)]

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..control import ControlPlane
 from ..core.clock import Clock
 from ..core.spec import Spec
 from ..service import Fake, Store
@@ -108,7 +109,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        print(fake.spend_report(), file=sys.stderr, flush=True)
+        print(ControlPlane(fake).spend_report(), file=sys.stderr, flush=True)
 
     app = FakeApp(
         Middleware(Edge, fake=fake, routes=provider),

@@ -97,7 +97,7 @@ def journal_facts(scope: Scope) -> Facts:
 
 
 async def read_json_body(content_type: str | None, receive: Receive) -> tuple[dict[str, Any], int]:
-    """The body as a JSON object and its size in bytes, or the provider's 400/415 (as ``http.read_json``)."""
+    """The body as a JSON object and its size in bytes, or the provider's 400/415 ."""
     if content_type is not None:
         kind = content_type.split(";", 1)[0].strip().lower()
         if kind not in JSON_TYPES and not kind.endswith("+json"):
@@ -282,10 +282,10 @@ class ProviderRoutes:
             if exc.status == 401 and header and header.strip():
                 return JSONResponse(ledger.UNKNOWN_KEY)  # a key that is not known: a 200, as the page shows
             raise
-        found = fake.ledger(account, limit=0)["accounts"][account]
+        remaining, spent = fake.balance(account)
         settings = fake.settings
         per_unit = settings.usd_per_credit if settings.balance_unit == "usd" else 1.0
-        return JSONResponse(ledger.balance_answer(found["remaining"], found["spent"], per_unit))
+        return JSONResponse(ledger.balance_answer(remaining, spent, per_unit))
 
     def routes(self) -> list[BaseRoute]:
         """The same routes for Starlette's router (what ``find`` leaves to it reaches them there)."""
@@ -307,7 +307,3 @@ class _Endpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.handler(scope, receive, send)
-
-
-def provider_routes(fake: Fake) -> list[BaseRoute]:
-    return ProviderRoutes(fake).routes()

@@ -3,7 +3,7 @@
 Bodies are validated with ``spec/control.yaml``, the control plane's own
 OpenAPI document (served at ``/__mock__/openapi.json``). Control requests need
 no provider token; ``--no-control`` switches the whole plane off. Each route
-reads its request and asks the service (``Fake``) once.
+reads its request and asks the control plane (``control.ControlPlane``) once.
 
 One module per concern, each a ``common.Routes`` class whose methods are its
 handlers; ``control_app`` only puts their routes together.
@@ -14,6 +14,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from ...control import ControlPlane
 from ...core.spec import CONTROL, Spec
 from ...service import Fake
 from ..http import CONTROL_EXCEPTION_HANDLERS
@@ -47,7 +48,8 @@ CONCERNS: tuple[type[Routes], ...] = (
 def control_app(fake: Fake) -> Starlette:
     """The control plane as a Starlette app, mounted at ``/__mock__`` (``web.app.create_app``)."""
     spec = Spec.shared(CONTROL)
-    routes: list[BaseRoute] = [route for concern in CONCERNS for route in concern(fake, spec).routes()]
+    control = ControlPlane(fake)
+    routes: list[BaseRoute] = [route for concern in CONCERNS for route in concern(control, spec).routes()]
     app = Starlette(routes=routes, exception_handlers=CONTROL_EXCEPTION_HANDLERS)
     app.router.redirect_slashes = False
     return app

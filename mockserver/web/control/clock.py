@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ...control import ControlPlane
 from ...core.errors import ApiError, bad_request
 from ...core.spec import Spec
-from ...service import Fake
 from ..http import JSONResponse
 from .common import Routes
 
@@ -19,9 +19,9 @@ class ClockRoutes(Routes):
     """``GET /clock`` reads it; ``POST /clock`` freezes, unfreezes, advances or sets it: a 409 when
     this server's clock cannot be moved (the real one), a 400 for a number it refuses."""
 
-    def __init__(self, fake: Fake, spec: Spec) -> None:
-        super().__init__(fake, spec)
-        self.clock = fake.clock
+    def __init__(self, control: ControlPlane, spec: Spec) -> None:
+        super().__init__(control, spec)
+        self.clock = control.clock
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/clock", self.read_or_move, methods=["GET", "POST"])]

@@ -9,21 +9,23 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
+from ...control import ControlPlane
 from ...core import jsonio
 from ...core.accounts import account_id
 from ...core.errors import bad_request
 from ...core.spec import Spec
-from ...service import Fake
 
 ACCOUNT_ID = re.compile(r"acct_[0-9a-f]{16}")
 
 
 class Routes:
-    """One concern's routes: its handlers are methods reading ``fake`` (the service) and ``spec``
-    (``spec/control.yaml``, which validates bodies). Each handler asks the service once."""
+    """One concern's routes: its handlers are methods reading ``control`` (the control plane),
+    ``fake`` (the provider service it works on) and ``spec`` (``spec/control.yaml``, which validates
+    bodies). Each handler asks the control plane once."""
 
-    def __init__(self, fake: Fake, spec: Spec) -> None:
-        self.fake = fake
+    def __init__(self, control: ControlPlane, spec: Spec) -> None:
+        self.control = control
+        self.fake = control.fake
         self.spec = spec
 
     def routes(self) -> list[BaseRoute]:

@@ -22,7 +22,7 @@ class Ledger(Routes):
 
     async def ledger(self, request: Request) -> Response:
         q = request.query_params
-        found = self.fake.ledger(account_of(q), offset=whole(q, "offset", 0) or 0, limit=whole(q, "limit"))
+        found = self.control.ledger(account_of(q), offset=whole(q, "offset", 0) or 0, limit=whole(q, "limit"))
         return JSONResponse(found)
 
     async def balances(self, request: Request) -> Response:
@@ -30,5 +30,5 @@ class Ledger(Routes):
         account = account_of(body)
         if account is None:
             raise bad_request("name the account by token or account", "token")
-        self.fake.set_balance(account, body["balance"])
+        self.control.set_balance(account, body["balance"])
         return JSONResponse({"account": account, "balance": body["balance"]})

@@ -22,17 +22,17 @@ class CannedResponses(Routes):
         ]
 
     async def listing(self, request: Request) -> Response:
-        return JSONResponse({"responses": [r.to_dict() for r in self.fake.canned_listing()]})
+        return JSONResponse({"responses": [r.to_dict() for r in self.control.canned_listing()]})
 
     async def add(self, request: Request) -> Response:
         body = await self.body(request, "CannedRequest")
-        return JSONResponse(self.fake.add_canned_response(body, account_of(body)).to_dict())
+        return JSONResponse(self.control.add_canned_response(body, account_of(body)).to_dict())
 
     async def clear(self, request: Request) -> Response:
-        self.fake.clear_canned_responses()
+        self.control.clear_canned_responses()
         return JSONResponse({"deleted": "all"})
 
     async def delete(self, request: Request) -> Response:
         response_id = request.path_params["response_id"]
-        self.fake.delete_canned_response(response_id)
+        self.control.delete_canned_response(response_id)
         return JSONResponse({"deleted": response_id})

@@ -10,8 +10,8 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ...control import ControlPlane
 from ...core.spec import Spec
-from ...service import Fake
 from ..http import JSONResponse
 from .common import Routes
 from .guard import dashboard_headers
@@ -22,9 +22,9 @@ DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
 class Site(Routes):
     """``/`` (the dashboard), ``/dashboard/…``, ``/health`` and ``/openapi.json``."""
 
-    def __init__(self, fake: Fake, spec: Spec) -> None:
-        super().__init__(fake, spec)
-        self.page_headers = dashboard_headers(fake.settings.public_url)
+    def __init__(self, control: ControlPlane, spec: Spec) -> None:
+        super().__init__(control, spec)
+        self.page_headers = dashboard_headers(control.settings.public_url)
 
     def routes(self) -> list[BaseRoute]:
         return [

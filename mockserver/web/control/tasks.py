@@ -26,7 +26,7 @@ class Tasks(Routes):
         order = q.get("order", "asc")
         if order not in ("asc", "desc"):
             raise bad_request("order must be asc or desc", "order")
-        page, total = self.fake.tasks(
+        page, total = self.control.tasks(
             account_of(q),
             status=q.get("status"),
             newest_first=order == "desc",
@@ -36,14 +36,14 @@ class Tasks(Routes):
         return JSONResponse({"tasks": page, "total": total})
 
     async def task(self, request: Request) -> Response:
-        return JSONResponse(self.fake.task(request.path_params["task_id"]))
+        return JSONResponse(self.control.task(request.path_params["task_id"]))
 
     async def seed(self, request: Request) -> Response:
         body = await self.body(request, "SeedTask")
         account = account_of(body)
         if account is None:
             raise bad_request("name the account by token or account", "token")
-        record = self.fake.seed_task(
+        record = self.control.seed_task(
             account,
             action=body.get("action", "VIDEO"),
             status=body.get("status", "SUCCESS"),
@@ -59,4 +59,4 @@ class Tasks(Routes):
             charged=body.get("charged", False),
             task_id=body.get("id"),
         )
-        return JSONResponse({"task_id": record.id, **self.fake.internal_task(record)})
+        return JSONResponse({"task_id": record.id, **self.control.internal_task(record)})
