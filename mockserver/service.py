@@ -21,13 +21,14 @@ import dataclasses
 import functools
 import math
 import random
+import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .core import canned, clips, faults, images, jsonio, ledger, lifecycle, media, replay, submission
-from .core.accounts import account_id, bearer_token
+from .core.accounts import account_id, bearer_token, key_id, shared_account_id
 from .core.canned import CannedResponse
 from .core.clock import LATEST, Clock, ShiftedClock, pause
 from .core.errors import (
@@ -66,6 +67,7 @@ __all__ = ["Accepted", "Fake", "MediaFile", "Polled", "Store", "shortened"]
 Facts = MutableMapping[str, Any]
 DIALECT_HEADER = "X-Mock-Dialect"
 DIALECTS = ("unified", "mj")
+ACCOUNT_ID = re.compile(r"acct_[0-9a-f]{16}")
 ACCOUNTS_KEPT = 4096  # Authorization headers remembered with their account
 EVICT_BATCH = 1000  # tasks one submission evicts at most: eviction never holds a request for long
 
@@ -119,6 +121,9 @@ class Fake:
         self.prices = ledger.load_prices(settings.price_table, settings.prices)
         self.rng = random.Random(settings.seed)
         self.accepted_keys = settings.accepted_keys()
+        shared = settings.key_accounts()
+        self.key_accounts = {key: shared_account_id(name) for key, name in shared.items()}
+        self._shared_by_id = {account_id(key): account for key, account in self.key_accounts.items()}
         self._accounts: dict[str | None, str] = {}  # Authorization header -> its account (valid ones only)
         self._in_flight: set[tuple[str, str]] = set()  # idempotency keys being handled in this process
         self._next_sweep = 0.0
@@ -130,7 +135,9 @@ class Fake:
         self.refreshes = self.hot.shared() is not None  # shared settings kept as a copy: refresh per request
         self.inline = isinstance(self.hot, Inline)  # the store answers from memory: called at once
         self.counts_requests = settings.rate_limit_per_minute > 0  # a route need not ``authorize`` otherwise
-        self._record: Callable[[Entry], Any] = (self.inline and getattr(store, "append_entry", None)) or self.hot.record
+        self._append: Callable[[Entry], Any] = (
+            store.append_entry if isinstance(store, MemoryStore) else self.hot.append_entry
+        )
         self.batch_sizes = tuple(self.spec.enum("VideoRequest", "batch_size"))
         self.video_defaults = {
             name: self.spec.default("VideoRequest", name) for name in ("video_type", "motion", "animate_mode")
@@ -153,6 +160,8 @@ class Fake:
             account = self._account_of(authorization)
         if facts is not None:
             facts["account"] = account
+            if self.key_accounts:
+                self._note_key(authorization, facts)
         if count:
             self._rate_limit(account)
         return account
@@ -167,11 +176,28 @@ class Fake:
         accepted = self.accepted_keys
         if accepted is not None and token not in accepted:
             raise ApiError(401, "invalid API key", type=AUTHENTICATION, param=None)
-        account = account_id(token)
+        account = self.account_of_token(token)
         if len(self._accounts) >= ACCOUNTS_KEPT:  # many tokens: keep the memo bounded
             self._accounts.clear()
         self._accounts[authorization] = account  # only headers that name an account are kept
         return account
+
+    def account_of_token(self, token: str) -> str:
+        """The account a key stands for: its own, or the one it shares (``--shared-accounts``)."""
+        own = account_id(token)
+        return self._shared_by_id.get(own, own) if self._shared_by_id else own
+
+    def account_named(self, name: str) -> str:
+        """The account a control request names: an account id (a shared key's own id is its shared
+        account's, so a client that hashes its token finds it), or a token."""
+        own = name if ACCOUNT_ID.fullmatch(name) else account_id(name)
+        return self._shared_by_id.get(own, own)
+
+    def _note_key(self, authorization: str | None, facts: Facts) -> None:
+        """Which key of a shared account asks (``key_id``): its tasks count towards what it spent."""
+        token = bearer_token(authorization)
+        if token is not None and token in self.key_accounts:
+            facts["key_id"] = key_id(token)
 
     async def authorize(self, authorization: str | None, facts: Facts | None = None) -> str:
         """``account`` for a route: the rate limit's count is taken without holding the event loop."""
@@ -354,7 +380,7 @@ class Fake:
                 defaults=self.video_defaults,
                 parent=self._parent_task(account, parent) if parent is not None else None,
                 max_frame_bytes=self.settings.max_frame_bytes,
-                measure_upload=functools.partial(_upload_size, uploads) if uploads else _not_uploaded,
+                measure_upload=functools.partial(_size_in, uploads) if uploads else _not_uploaded,
             )
             record = self.video_record(account, fault, job, uploads)
         else:
@@ -368,6 +394,8 @@ class Fake:
             record = script.apply(record)
         if fingerprint is not None:
             record = dataclasses.replace(record, params={**record.params, "fingerprint": fingerprint})
+        if "key_id" in facts:  # a key of a shared account: what it spent is told apart (GET /v1/balance)
+            record = dataclasses.replace(record, params={**record.params, "key_id": facts["key_id"]})
         return await self._accept(record, key, fault, facts)
 
     async def _accept(self, record: TaskRecord, key: str | None, fault: Fault | None, facts: Facts) -> Accepted:
@@ -492,7 +520,7 @@ class Fake:
         speed = body.get("speed") or self.spec.default("ImagineRequest", "speed")
         prompt = submission.imagine_prompt(body.get("prompt"))
         metadata = submission.imagine_metadata(body.get("metadata"))
-        measure = self._upload_size if uploads is None else functools.partial(_upload_size, uploads)
+        measure = self._stored_upload_size if uploads is None else functools.partial(_size_in, uploads)
         for n, url in enumerate(body.get("image_urls") or []):
             submission.frame_within_limit(url, f"image_urls[{n}]", self.settings.max_frame_bytes, measure)
         return self._new_record(
@@ -513,7 +541,7 @@ class Fake:
         state = lifecycle.view(record, self.clock.now())
         return submission.ParentTask(action=record.action, status=state.status.value, prompt=record.prompt)
 
-    def _upload_size(self, url: str) -> int | None:
+    def _stored_upload_size(self, url: str) -> int | None:
         upload_id = upload_id_of(url)
         upload = self.store.get_upload(upload_id) if upload_id else None
         return upload.size if upload else None
@@ -537,7 +565,7 @@ class Fake:
             return value
         token = bearer_token(authorization)
         if token is not None:
-            chosen = self.account_settings(account_id(token)).get("task_dialect")
+            chosen = self.account_settings(self.account_of_token(token)).get("task_dialect")
             if chosen in DIALECTS:
                 return str(chosen)
         return self.settings.task_dialect
@@ -701,16 +729,16 @@ class Fake:
             return max(s.task_retention_seconds, s.task_seconds + s.media_ttl_seconds)
         return max(s.task_retention_seconds, s.task_seconds) + s.media_ttl_seconds
 
-    def journal_sink(self) -> Callable[[Entry], Any]:
-        """``record_request``, or the memory store's own append (it is never unavailable)."""
-        return self.store.append_entry if isinstance(self.store, MemoryStore) else self.record_request
+    def journal_writer(self) -> Callable[[Entry], Any]:
+        """``append_entry``, or the memory store's own (it is never unavailable)."""
+        return self.store.append_entry if isinstance(self.store, MemoryStore) else self.append_entry
 
-    def record_request(self, entry: Entry) -> None:
+    def append_entry(self, entry: Entry) -> None:
         """One journal entry (the edge makes it; the store keeps a bounded ring; it is encoded when first
         read or written out). The answer has gone out already: when the store cannot answer, the entry is
         lost, not the response."""
         try:  # noqa: SIM105 - on every request: cheaper than contextlib.suppress
-            self._record(entry)
+            self._append(entry)
         except StoreUnavailable:
             pass
 
@@ -728,6 +756,10 @@ class Fake:
         limit = self.store.balances().get(account, self.settings.default_balance)
         spent = self.store.spending(account, self.clock.now()).spent
         return (None if limit is None else limit - spent), spent
+
+    def key_spent(self, account: str, key: str) -> float:
+        """What one key of a shared account spent: its tasks' charges less their refunds."""
+        return ledger.spent((r for r in self.store.tasks(account) if r.params.get("key_id") == key), self.clock.now())
 
     # -- canned responses (the hot path's matching) -------------------------------------
 
@@ -750,7 +782,7 @@ class Fake:
         if not routed:
             return None
         token = bearer_token(authorization())
-        account = account_id(token) if token is not None else None
+        account = self.account_of_token(token) if token is not None else None
         needs_body = any(r.needs_body for r in routed)
         body = await _json_or_none(read_body) if needs_body else None
         for response in canned.answering(routed, method, path, account, body):
@@ -785,11 +817,11 @@ Uploads = dict[str, UploadRecord | None]  # a submission's upload links -> the u
 
 
 def _not_uploaded(url: str) -> None:
-    """``_upload_size`` of a submission that links to none of this server's uploads."""
+    """The upload size measure of a submission that links to none of this server's uploads."""
     return None
 
 
-def _upload_size(uploads: Uploads, url: str) -> int | None:
+def _size_in(uploads: Uploads, url: str) -> int | None:
     upload = uploads.get(url)
     return upload.size if upload is not None else None
 

@@ -117,6 +117,11 @@ class Settings:
     api_keys: str | None = _opt(
         None, "KEY[,KEY…]: only these API keys are accepted (each its own account); unset: any non-empty key"
     )
+    shared_accounts: str | None = _opt(
+        None,
+        "NAME=KEY+KEY[,NAME=KEY…]: API keys that share one account (its tasks, uploads and balance); "
+        "/v1/balance then answers what the key spent, /v1/user/balance the account's",
+    )
     idempotency_conflicts: bool = _opt(
         True,
         "answer 409 idempotency_key_reused / idempotency_in_progress (documented for the provider's generation "
@@ -170,7 +175,20 @@ class Settings:
         """The API keys ``--api-keys`` accepts, or None (any non-empty key)."""
         if self.api_keys is None:
             return None
-        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip()) | self.key_accounts().keys()
+
+    def key_accounts(self) -> dict[str, str]:
+        """Each key ``--shared-accounts`` names -> the name of the account it shares."""
+        found: dict[str, str] = {}
+        for group in filter(str.strip, (self.shared_accounts or "").split(",")):
+            name, sep, keys = group.partition("=")
+            named = [k.strip() for k in keys.split("+") if k.strip()]
+            if not sep or not name.strip() or not named:
+                raise ValueError(f"shared_accounts: {group.strip()!r} is not NAME=KEY+KEY")
+            for key in named:
+                if found.setdefault(key, name.strip()) != name.strip():
+                    raise ValueError(f"shared_accounts: a key is named by two accounts ({name.strip()!r})")
+        return found
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -263,6 +281,8 @@ class Settings:
             raise ValueError("upload limits must be positive")
         if self.api_keys is not None and not self.accepted_keys():
             raise ValueError("api_keys names no key (KEY[,KEY…])")
+        if self.shared_accounts is not None and not self.key_accounts():
+            raise ValueError("shared_accounts names no account (NAME=KEY+KEY[,NAME=KEY…])")
         if self.max_body_bytes <= 0 or self.max_frame_bytes <= 0 or self.journal_size <= 0:
             raise ValueError("size limits must be positive")
         if self.journal_max_bytes < 64 * 1024:

@@ -15,9 +15,12 @@ from mockserver.core.spec import Spec
 from mockserver.testing.control import MockControl
 from mockserver.testing.transport import SyncASGITransport
 
+from .conftest import MakeApi
+
 PATHS = ["/v1/balance", "/balance", "/v1/user/balance", "/user/balance"]
 KEY = {"Authorization": "Bearer k1"}
 BODY = {"prompt": "p", "image_urls": ["https://example.com/a.png"]}
+VIDEO = "/v1/midjourney/generations/video"
 
 
 def client(**settings: Any) -> Iterator[httpx.Client]:
@@ -94,6 +97,48 @@ def test_the_control_client_reads_the_balance_as_the_client_would(apimart_mock: 
     assert (answer["remain_balance"], answer["used_balance"], answer["unlimited_quota"]) == (8, 2, False)
 
 
+@pytest.mark.apimart(shared_accounts="team=ta+tb")
+def test_the_control_client_reads_a_shared_accounts_key_and_user_balance(apimart_mock: MockControl) -> None:
+    with httpx.Client(base_url=apimart_mock.base_url, headers={"Authorization": "Bearer ta"}) as client:
+        client.post(VIDEO, json=BODY)
+    assert apimart_mock.ledger.balance("tb")["used_balance"] == 0
+    assert apimart_mock.ledger.user_balance("tb")["used_balance"] == 2
+    assert apimart_mock.ledger.spent(token="tb") == 2  # the account's
+    apimart_mock.account("tb").configure(task_dialect="mj")  # the shared account's setting, by either key
+    assert apimart_mock.account("ta").settings() == {"task_dialect": "mj"}
+
+
 def test_the_control_client_reads_the_balance_of_a_real_server(apimart_server: MockControl) -> None:
     apimart_server.ledger.set_balance("s", 5)
     assert apimart_server.ledger.balance("s")["remain_balance"] == 5
+
+
+@pytest.mark.all_stores
+@pytest.mark.parametrize("dialect", ["unified", "mj"])
+def test_keys_sharing_an_account_see_its_balance_and_their_own_use(make_api: MakeApi, dialect: str) -> None:
+    """--shared-accounts: /v1/user/balance is the account's, /v1/balance what the key spent of it."""
+    api = make_api(task_dialect=dialect, shared_accounts="team=ka+kb,solo=kc")
+    a, b = {"Authorization": "Bearer ka"}, {"Authorization": "Bearer kb"}
+    api.client.post("/__mock__/balances", json={"token": "ka", "balance": 20})
+    first = api.client.post(VIDEO, json={**BODY, "batch_size": 2}, headers=a)
+    assert first.status_code == 200
+    assert api.client.post(VIDEO, json=BODY, headers=b).status_code == 200
+    account = {"success": True, "remain_balance": 14.0, "used_balance": 6.0, "unlimited_quota": False}
+    for headers in (a, b):
+        for path in ("/v1/user/balance", "/user/balance"):
+            assert api.client.get(path, headers=headers).json() == account
+    for path in ("/v1/balance", "/balance"):
+        assert api.client.get(path, headers=a).json() == {**account, "used_balance": 4.0}
+        assert api.client.get(path, headers=b).json() == {**account, "used_balance": 2.0}
+    own = api.client.get("/v1/balance", headers={"Authorization": "Bearer kc"}).json()
+    assert own == {"success": True, "remain_balance": -1, "used_balance": 0.0, "unlimited_quota": True}
+    task_id = first.json()["data"][0]["task_id"]
+    assert api.client.get(f"/v1/tasks/{task_id}", headers=b).status_code == 200  # one account's task
+
+
+@pytest.mark.parametrize(
+    "value", ["team", "team=", "=ka", "team=ka,other=ka", " , "], ids=["no-keys", "blank", "no-name", "twice", "none"]
+)
+def test_shared_accounts_that_cannot_be_are_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="shared_accounts"):
+        Settings(shared_accounts=value).validated()

@@ -14,6 +14,17 @@ def account_id(token: str) -> str:
     return sys.intern("acct_" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:16])
 
 
+def shared_account_id(name: str) -> str:
+    """The account several keys share (``--shared-accounts NAME=KEY+KEY``); never a token's."""
+    return account_id("\x00shared account " + name)
+
+
+@functools.lru_cache(maxsize=4096)
+def key_id(token: str) -> str:
+    """A key's own name, for what it spent of a shared account; the token itself is never kept."""
+    return "key_" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def bearer_token(authorization: str | None) -> str | None:
     scheme, _, token = (authorization or "").strip().partition(" ")
     token = token.strip()

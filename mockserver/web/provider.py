@@ -30,7 +30,7 @@ from ..core.faults import FAULT_HEADER
 from ..core.jsonio import dumps
 from ..core.media import Links, safe_filename
 from ..service import DIALECT_HEADER, Facts, Fake, shortened
-from .http import JOURNAL_FACTS, JSON_TYPES, JSONResponse, facts, json_object, media_type
+from .http import JOURNAL_FACTS, JSON_TYPES, JSONResponse, facts_of, json_object, media_type
 
 # Malformed multipart parts are answered with a 400; the parser's own warning about them is noise.
 logging.getLogger("python_multipart").setLevel(logging.ERROR)
@@ -87,7 +87,7 @@ def read_headers(scope: Scope) -> dict[bytes, str]:
     return found
 
 
-def journal_facts(scope: Scope) -> Facts:
+def scope_facts(scope: Scope) -> Facts:
     """What this request's journal entry will say (the edge made the mapping; routes add to it)."""
     state = scope.get("state")
     found: Facts | None = state.get(JOURNAL_FACTS) if state is not None else None
@@ -121,9 +121,9 @@ async def answer(send: Send, status: int, content: bytes, extra: Any = ()) -> No
     await send({"type": "http.response.body", "body": content})
 
 
-async def refuse(send: Send, exc: ApiError, noted: Facts) -> None:
+async def refuse(send: Send, exc: ApiError, facts: Facts) -> None:
     body = exc.body(field_only=True)
-    noted["error"] = body["error"]  # the journal says why a request was refused
+    facts["error"] = body["error"]  # the journal says why a request was refused
     extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()] if exc.headers else ()
     await answer(send, exc.status, dumps(body), extra)
 
@@ -166,28 +166,28 @@ class ProviderRoutes:
         fake = self.fake
 
         async def submit(scope: Scope, receive: Receive, send: Send) -> None:
-            noted = journal_facts(scope)
-            noted["endpoint"] = endpoint
+            facts = scope_facts(scope)
+            facts["endpoint"] = endpoint
             try:
                 headers = read_headers(scope)
                 authorization = headers.get(AUTHORIZATION)
                 if fake.counts_requests:
-                    account = await fake.authorize(authorization, noted)
+                    account = await fake.authorize(authorization, facts)
                 else:
-                    account = fake.account(authorization, noted)
+                    account = fake.account(authorization, facts)
                 body, size = await read_json_body(headers.get(CONTENT_TYPE), receive)
                 # No string of a body this small is long enough for ``shortened`` to cut (nothing changes it).
-                noted["body"] = body if size <= SHORT_BODY else shortened(body)
+                facts["body"] = body if size <= SHORT_BODY else shortened(body)
                 accepted = await fake.submit(
                     endpoint,
                     account,
                     body,
                     key=headers.get(IDEMPOTENCY_KEY),
                     fault_header=headers.get(SCENARIO),
-                    facts=noted,
+                    facts=facts,
                 )
             except ApiError as exc:
-                await refuse(send, exc, noted)
+                await refuse(send, exc, facts)
                 return
             content = SUBMITTED[0] + dumps(accepted.task_id) + SUBMITTED[1]  # made once, but for the id
             await answer(send, 200, content, REPLAYED if accepted.replayed else ())
@@ -202,7 +202,7 @@ class ProviderRoutes:
         try:
             dialect = self.fake.dialect_for(headers.get(AUTHORIZATION), headers.get(DIALECT))
         except ApiError as exc:
-            await refuse(send, exc, journal_facts(scope))
+            await refuse(send, exc, scope_facts(scope))
             return
         await self._poll(scope, send, headers, dialect)
 
@@ -212,19 +212,19 @@ class ProviderRoutes:
 
     async def _poll(self, scope: Scope, send: Send, headers: dict[bytes, str], dialect: str) -> None:
         fake, settings = self.fake, self.settings
-        noted = journal_facts(scope)
-        noted["endpoint"] = "poll"
+        facts = scope_facts(scope)
+        facts["endpoint"] = "poll"
         try:
             authorization = headers.get(AUTHORIZATION)
             if fake.counts_requests:
-                account = await fake.authorize(authorization, noted)
+                account = await fake.authorize(authorization, facts)
             else:
-                account = fake.account(authorization, noted)
+                account = fake.account(authorization, facts)
             polled = await fake.poll(
-                account, scope["path_params"]["task_id"], fault_header=headers.get(SCENARIO), facts=noted
+                account, scope["path_params"]["task_id"], fault_header=headers.get(SCENARIO), facts=facts
             )
         except ApiError as exc:
-            await refuse(send, exc, noted)
+            await refuse(send, exc, facts)
             return
         links = self.links(scope, headers.get(HOST))
         if dialect == "unified":
@@ -245,9 +245,9 @@ class ProviderRoutes:
 
     async def upload_image(self, request: Request) -> Response:
         fake = self.fake
-        noted = facts(request)
-        noted["endpoint"] = "upload"
-        account = await fake.authorize(request.headers.get("authorization"), noted)
+        facts = facts_of(request)
+        facts["endpoint"] = "upload"
+        account = await fake.authorize(request.headers.get("authorization"), facts)
         if media_type(request) != "multipart/form-data":
             raise ApiError(415, "Content-Type must be multipart/form-data with a 'file' part", param="file")
         async with request.form(max_files=1, max_fields=16) as form:
@@ -258,7 +258,7 @@ class ProviderRoutes:
             data = await part.read()
             filename = safe_filename(part.filename, content_type)
         upload = await fake.upload(
-            account, filename, content_type, data, fault_header=request.headers.get(FAULT_HEADER), facts=noted
+            account, filename, content_type, data, fault_header=request.headers.get(FAULT_HEADER), facts=facts
         )
         links = self.links(request.scope, request.headers.get("host"))
         return JSONResponse(
@@ -272,17 +272,21 @@ class ProviderRoutes:
         )
 
     async def balance(self, request: Request) -> Response:
-        """The key's or the account's balance; each key is its own account, so both are the same."""
+        """The key's (``/v1/balance``) or the account's (``/v1/user/balance``) balance: the same unless
+        the key shares its account (``--shared-accounts``), when the key's ``used_balance`` is its own."""
         fake = self.fake
-        noted = facts(request)
+        facts = facts_of(request)
         header = request.headers.get("authorization")
         try:
-            account = await fake.authorize(header, noted)
+            account = await fake.authorize(header, facts)
         except ApiError as exc:
             if exc.status == 401 and header and header.strip():
                 return JSONResponse(ledger.UNKNOWN_KEY)  # a key that is not known: a 200, as the page shows
             raise
         remaining, spent = fake.balance(account)
+        key = facts.get("key_id")
+        if key is not None and not request.url.path.endswith("/user/balance"):
+            spent = fake.key_spent(account, key)
         settings = fake.settings
         per_unit = settings.usd_per_credit if settings.balance_unit == "usd" else 1.0
         return JSONResponse(ledger.balance_answer(remaining, spent, per_unit))

@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..http import JSONResponse
-from .common import Routes, named_account
+from .common import Routes
 
 
 class Accounts(Routes):
@@ -17,7 +17,7 @@ class Accounts(Routes):
         return [Route("/accounts/{account}", self.settings, methods=["GET", "POST"])]
 
     async def settings(self, request: Request) -> Response:
-        account = named_account(request.path_params["account"])
+        account = self.named_account(request.path_params["account"])
         if request.method == "GET":
             return JSONResponse({"account": account, "settings": self.fake.account_settings(account)})
         changes = await self.body(request, "AccountSettings")

@@ -3,7 +3,6 @@ a request's body and query (each refusal a 400 naming the parameter)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from starlette.requests import Request
@@ -11,11 +10,8 @@ from starlette.routing import BaseRoute
 
 from ...control import ControlPlane
 from ...core import jsonio
-from ...core.accounts import account_id
 from ...core.errors import bad_request
 from ...core.spec import Spec
-
-ACCOUNT_ID = re.compile(r"acct_[0-9a-f]{16}")
 
 
 class Routes:
@@ -32,6 +28,15 @@ class Routes:
         """This concern's routes, in the order the router tries them."""
         raise NotImplementedError
 
+    def account_of(self, values: Any) -> str | None:
+        """An account named by ``account`` (its id) or ``token`` (the bearer token)."""
+        token = values.get("token")
+        return self.fake.account_of_token(token) if token else values.get("account")
+
+    def named_account(self, value: str) -> str:
+        """The account a path names: an account id (``acct_…``), or anything else as a token."""
+        return self.fake.account_named(value)
+
     async def body(self, request: Request, schema: str) -> dict[str, Any]:
         """The request's JSON body checked against ``schema`` (an empty body is ``{}``)."""
         return await read_body(request, self.spec, schema)
@@ -47,17 +52,6 @@ async def read_body(request: Request, spec: Spec, schema: str) -> dict[str, Any]
     spec.check(schema, body)
     result: dict[str, Any] = body
     return result
-
-
-def account_of(values: Any) -> str | None:
-    """An account named by ``account`` (its id) or ``token`` (the bearer token)."""
-    token = values.get("token")
-    return account_id(token) if token else values.get("account")
-
-
-def named_account(value: str) -> str:
-    """The account a path names: an account id (``acct_…``) as it is, anything else as a token."""
-    return value if ACCOUNT_ID.fullmatch(value) else account_id(value)
 
 
 def flag(query: Any, name: str) -> bool | None:

@@ -8,7 +8,7 @@ from starlette.routing import BaseRoute, Route
 
 from ...core import har, matching
 from ..http import JSONResponse
-from .common import Routes, account_of, flag, whole
+from .common import Routes, flag, whole
 
 
 class Journal(Routes):
@@ -27,7 +27,7 @@ class Journal(Routes):
             whole(q, "since", 0) or 0,
             method=q.get("method"),
             path=q.get("path"),
-            account=account_of(q),
+            account=self.account_of(q),
             status=whole(q, "status"),
             limit=whole(q, "limit"),
             refused=flag(q, "refused"),
@@ -40,7 +40,7 @@ class Journal(Routes):
             method=body.get("method"),
             path=body.get("path"),
             json_contains=body.get("json_contains"),
-            account=account_of(body),
+            account=self.account_of(body),
             status=body.get("status"),
         )
         return JSONResponse(self.control.verify(expectation, body.get("times"), body.get("since", 0)))

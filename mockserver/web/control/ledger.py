@@ -8,7 +8,7 @@ from starlette.routing import BaseRoute, Route
 
 from ...core.errors import bad_request
 from ..http import JSONResponse
-from .common import Routes, account_of, whole
+from .common import Routes, whole
 
 
 class Ledger(Routes):
@@ -22,12 +22,12 @@ class Ledger(Routes):
 
     async def ledger(self, request: Request) -> Response:
         q = request.query_params
-        found = self.control.ledger(account_of(q), offset=whole(q, "offset", 0) or 0, limit=whole(q, "limit"))
+        found = self.control.ledger(self.account_of(q), offset=whole(q, "offset", 0) or 0, limit=whole(q, "limit"))
         return JSONResponse(found)
 
     async def balances(self, request: Request) -> Response:
         body = await self.body(request, "BalanceChange")
-        account = account_of(body)
+        account = self.account_of(body)
         if account is None:
             raise bad_request("name the account by token or account", "token")
         self.control.set_balance(account, body["balance"])

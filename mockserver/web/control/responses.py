@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..http import JSONResponse
-from .common import Routes, account_of
+from .common import Routes
 
 
 class CannedResponses(Routes):
@@ -26,7 +26,7 @@ class CannedResponses(Routes):
 
     async def add(self, request: Request) -> Response:
         body = await self.body(request, "CannedRequest")
-        return JSONResponse(self.control.add_canned_response(body, account_of(body)).to_dict())
+        return JSONResponse(self.control.add_canned_response(body, self.account_of(body)).to_dict())
 
     async def clear(self, request: Request) -> Response:
         self.control.clear_canned_responses()

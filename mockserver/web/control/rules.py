@@ -8,7 +8,7 @@ from starlette.routing import BaseRoute, Route
 
 from ...core import faults
 from ..http import JSONResponse
-from .common import Routes, account_of
+from .common import Routes
 
 
 class FaultRules(Routes):
@@ -35,7 +35,7 @@ class FaultRules(Routes):
             body["scenario"],
             body.get("params"),
             endpoint=body.get("endpoint", "any"),
-            account=account_of(body),
+            account=self.account_of(body),
             fields=body.get("fields"),
             times=body.get("times"),
             probability=body.get("probability", 1.0),

@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..http import JSONResponse
-from .common import Routes, account_of, flag
+from .common import Routes, flag
 
 
 class State(Routes):
@@ -21,7 +21,7 @@ class State(Routes):
         ]
 
     async def reset(self, request: Request) -> Response:
-        account = account_of(await self.body(request, "AccountRef"))
+        account = self.account_of(await self.body(request, "AccountRef"))
         self.control.reset(account)
         return JSONResponse({"reset": account or "all"})
 

@@ -8,7 +8,7 @@ from starlette.routing import BaseRoute, Route
 
 from ...core.errors import bad_request
 from ..http import JSONResponse
-from .common import Routes, account_of, whole
+from .common import Routes, whole
 
 
 class Tasks(Routes):
@@ -27,7 +27,7 @@ class Tasks(Routes):
         if order not in ("asc", "desc"):
             raise bad_request("order must be asc or desc", "order")
         page, total = self.control.tasks(
-            account_of(q),
+            self.account_of(q),
             status=q.get("status"),
             newest_first=order == "desc",
             offset=whole(q, "offset", 0) or 0,
@@ -40,7 +40,7 @@ class Tasks(Routes):
 
     async def seed(self, request: Request) -> Response:
         body = await self.body(request, "SeedTask")
-        account = account_of(body)
+        account = self.account_of(body)
         if account is None:
             raise bad_request("name the account by token or account", "token")
         record = self.control.seed_task(
