@@ -88,9 +88,6 @@ async def _awaited(result: Any) -> Any:
 def serve(settings: Settings) -> int:
     """Build everything the server needs, check the address, and only then announce and serve:
     a setting that cannot be used (a price, a state URL, a busy port) stops it with one line."""
-    import gc
-
-    import uvicorn
 
     from .web.app import create_app
 
@@ -106,6 +103,23 @@ def serve(settings: Settings) -> int:
     except Exception as exc:  # a store that cannot be opened (sqlite3.Error, redis.ConnectionError, …)
         print(f"mockserver: cannot serve: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    announce(settings, app.state.fake.replay)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "workers": settings.workers,
+        "access_log": settings.log_level in ("info", "debug", "trace"),
+        **http_protocol(settings),
+    }
+    if settings.workers > 1:
+        del app  # each worker builds its own from the environment
+        return run(settings, None, options)
+    return run(settings, app, options)
+
+
+def announce(settings: Settings, replayed: Any) -> None:
+    """The start-up lines: a warning for an open control plane beyond loopback, the replay, the address."""
     if not is_loopback(settings.host) and settings.control and not settings.control_token:
         print(
             f"mockserver: WARNING: listening on {settings.host}, beyond loopback, with the control plane open: "
@@ -114,7 +128,6 @@ def serve(settings: Settings) -> int:
             file=sys.stderr,
             flush=True,
         )
-    replayed = app.state.fake.replay
     if replayed is not None:
         print(f"mockserver: replaying {len(replayed)} recorded submission(s) from {settings.replay}", flush=True)
     public = settings.public_url or f"http://{settings.host}:{settings.port}"
@@ -126,16 +139,16 @@ def serve(settings: Settings) -> int:
         f"control plane {control_summary(settings)})",
         flush=True,
     )
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": settings.log_level,
-        "workers": settings.workers,
-        "access_log": settings.log_level in ("info", "debug", "trace"),
-        **http_protocol(settings),
-    }
+
+
+def run(settings: Settings, app: Any, options: dict[str, Any]) -> int:
+    """Serve ``app`` until stopped, or ``--workers`` processes that each build their app from the
+    environment (``app`` is None then)."""
+    import gc
+
+    import uvicorn
+
     if settings.workers > 1:
-        del app  # each worker builds its own from the environment
         from .workers import BalancedWorkers, balanced
 
         if not balanced():

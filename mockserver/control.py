@@ -222,24 +222,13 @@ class ControlPlane:
         """A task of ``account`` stored as if it had been submitted earlier, showing ``status`` (either
         vocabulary) now, at ``progress`` while IN_PROGRESS; from there it runs on at its pace
         (``task_seconds``; the server's, or 60 s when that is 0 and the task is not final yet)."""
-        if status not in seeding.STATUSES:
-            raise bad_request(f"status must be one of {', '.join(seeding.STATUSES)} (got {status!r})", "status")
-        wanted, outcome = seeding.STATUSES[status]
+        wanted, outcome = self._seeded_status(status, expired, fail_reason)
         duration = task_seconds if task_seconds is not None else self.settings.task_seconds
         if not wanted.final and duration <= 0:
             duration = 60.0
-        if expired and not wanted.final:
-            raise bad_request("expired applies to a final task (SUCCESS or FAILURE)", "expired")
-        if fail_reason is not None and wanted is not lifecycle.Status.FAILURE:
-            raise bad_request("fail_reason applies to a FAILURE", "fail_reason")
-        if outcome == FAILURE_OUTCOME:
-            reason = fail_reason or "Task failed"
-        else:
-            reason = (fail_reason or faults.CANCEL_REASON) if outcome == CANCEL_OUTCOME else ""
         ago = ended_seconds_ago + (self.settings.task_retention_seconds + 1.0 if expired else 0.0)
-        now = self.clock.now()
         try:
-            timing = seeding.timing(wanted, now, duration, progress, ago)
+            timing = seeding.timing(wanted, self.clock.now(), duration, progress, ago)
         except ValueError as exc:
             raise bad_request(str(exc), "progress" if progress is not None else "ended_seconds_ago") from None
         if task_id is not None and self.store.get_task(task_id) is not None:
@@ -247,34 +236,7 @@ class ControlPlane:
         params: dict[str, Any] = {"seeded": True}
         if timing.not_start_seconds:
             params["not_start_seconds"] = timing.not_start_seconds
-        for name, value, schema in (("video_type", video_type, "VideoRequest"), ("speed", speed, "ImagineRequest")):
-            allowed = self.fake.spec.enum(schema, name)
-            if value is not None and value not in allowed:
-                raise bad_request(f"{name} must be one of {', '.join(allowed)} (got {value!r})", name)
-        if action == IMAGINE:
-            chosen = speed or str(self.fake.spec.default("ImagineRequest", "speed"))
-            fields: dict[str, Any] = {
-                "mode": chosen.upper(),
-                "clips": 4,
-                "price_key": submission.imagine_price_key(chosen),
-                "quantity": 1,
-                "video_type": None,
-                "params": {**params, "speed": chosen},
-            }
-        else:
-            if batch_size not in self.fake.batch_sizes:
-                raise bad_request(
-                    f"batch_size must be one of {', '.join(map(str, self.fake.batch_sizes))}", "batch_size"
-                )
-            kind = video_type or str(self.fake.video_defaults["video_type"])
-            fields = {
-                "mode": "FAST",
-                "clips": batch_size,
-                "price_key": submission.price_key(kind),
-                "quantity": batch_size,
-                "video_type": kind,
-                "params": {**params, "requested_video_type": kind, "requested_batch_size": batch_size, "notes": []},
-            }
+        fields = self._seeded_kind(action, speed, batch_size, video_type, params)
         record = TaskRecord(
             id=task_id or self.fake.new_id("task"),
             account=account,
@@ -283,12 +245,56 @@ class ControlPlane:
             duration=timing.duration,
             prompt=prompt if prompt is not None else ("a seeded imagine task" if action == IMAGINE else ""),
             outcome=outcome,
-            fail_reason=reason,
+            fail_reason=_seeded_reason(outcome, fail_reason),
             unit_price=ledger.unit_price(self.fake.prices, fields["price_key"]) if charged else 0.0,
             **fields,
         )
         self.store.put_task(record)
         return record
+
+    @staticmethod
+    def _seeded_status(status: str, expired: bool, fail_reason: str | None) -> tuple[lifecycle.Status, str]:
+        """The lifecycle status and outcome a seeded ``status`` names, or a 400 for what cannot be."""
+        if status not in seeding.STATUSES:
+            raise bad_request(f"status must be one of {', '.join(seeding.STATUSES)} (got {status!r})", "status")
+        wanted, outcome = seeding.STATUSES[status]
+        if expired and not wanted.final:
+            raise bad_request("expired applies to a final task (SUCCESS or FAILURE)", "expired")
+        if fail_reason is not None and wanted is not lifecycle.Status.FAILURE:
+            raise bad_request("fail_reason applies to a FAILURE", "fail_reason")
+        return wanted, outcome
+
+    def _seeded_kind(
+        self, action: str, speed: str | None, batch_size: int, video_type: str | None, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A seeded task's fields that depend on what it is: an imagine (its speed) or a video (its tier
+        and batch), each checked against the spec as a submission's would be."""
+        spec = self.fake.spec
+        for name, value, schema in (("video_type", video_type, "VideoRequest"), ("speed", speed, "ImagineRequest")):
+            allowed = spec.enum(schema, name)
+            if value is not None and value not in allowed:
+                raise bad_request(f"{name} must be one of {', '.join(allowed)} (got {value!r})", name)
+        if action == IMAGINE:
+            chosen = speed or str(spec.default("ImagineRequest", "speed"))
+            return {
+                "mode": chosen.upper(),
+                "clips": 4,
+                "price_key": submission.imagine_price_key(chosen),
+                "quantity": 1,
+                "video_type": None,
+                "params": {**params, "speed": chosen},
+            }
+        if batch_size not in self.fake.batch_sizes:
+            raise bad_request(f"batch_size must be one of {', '.join(map(str, self.fake.batch_sizes))}", "batch_size")
+        kind = video_type or str(self.fake.video_defaults["video_type"])
+        return {
+            "mode": "FAST",
+            "clips": batch_size,
+            "price_key": submission.price_key(kind),
+            "quantity": batch_size,
+            "video_type": kind,
+            "params": {**params, "requested_video_type": kind, "requested_batch_size": batch_size, "notes": []},
+        }
 
     def export_state(self, *, upload_data: bool = False) -> dict[str, Any]:
         """Every account's tasks, uploads (metadata; their bytes too with ``upload_data``), balances,
@@ -450,3 +456,10 @@ class ControlPlane:
             f"{summary['total_spent']:g} credits (${usd:.2f}) "
             f"(unit prices: {self.settings.price_table or 'packaged defaults'})"
         )
+
+
+def _seeded_reason(outcome: str, fail_reason: str | None) -> str:
+    """A seeded task's failure reason: the one given, or what a failed or cancelled task says."""
+    if outcome == FAILURE_OUTCOME:
+        return fail_reason or "Task failed"
+    return (fail_reason or faults.CANCEL_REASON) if outcome == CANCEL_OUTCOME else ""

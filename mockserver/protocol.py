@@ -26,8 +26,7 @@ Two costs per request are also taken off uvicorn's path:
   request's first byte moves the head's deadline, a finished answer the keep-alive deadline
   (uvicorn's ``timeout_keep_alive``: an idle connection is closed when it passes, as uvicorn
   does); the timer, armed when none is, re-arms itself for a later deadline. uvicorn starts
-  and cancels a keep-alive timer for every answer: without that, the memory store answers
-  about 7 % more submissions a second (wrk, 32 connections, medians of five runs each).
+  and cancels a keep-alive timer for every answer; this saves that (the gain: docs/performance.md).
 
 The body's own timeout is enforced by the application (``web.edge``).
 ``mockserver serve`` uses this protocol (``http=`` of ``uvicorn.run``) whenever

@@ -320,7 +320,7 @@ def test_an_unhandled_error_is_a_500_and_the_connection_stays_usable(
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(fake, "poll", broken_poll)
-    monkeypatch.setattr(fake, "task", broken_task)
+    monkeypatch.setattr(ControlPlane, "task", broken_task)
     crashing = "/v1/tasks/task_x" if where == "provider" else "/__mock__/tasks/task_x"
     with threaded_server(app) as base, httpx.Client(base_url=base, headers=AUTH, timeout=5) as client:
         first = client.get(crashing)

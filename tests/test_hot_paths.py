@@ -399,7 +399,7 @@ def test_sqlite_journal_entries_queued_are_read(tmp_path: Path) -> None:
     entry = Entry(1.0, 2.0, "GET", "/v1/tasks/x", b"", {}, 2, 0, 404, 0.001, {"account": "acct_a"})
 
     async def record() -> None:
-        fake.record_request(entry)
+        fake.append_entry(entry)
 
     asyncio.run(record())  # queued for the next transaction, which this loop never ran
     assert [e["path"] for e in store.journal()] == ["/v1/tasks/x"]

@@ -78,7 +78,7 @@ class HotStore(Protocol):
 
     async def evict_tasks(self, created_before: float, limit: int | None = None) -> int: ...
 
-    def record(self, entry: Entry) -> None:
+    def append_entry(self, entry: Entry) -> None:
         """Keep a journal entry (made into its final form when read or written out). The answer has
         gone out: a store may write entries in batches, and one it cannot write is lost, not the
         response."""
@@ -128,7 +128,7 @@ class Inline:
     async def evict_tasks(self, created_before: float, limit: int | None = None) -> int:
         return self.store.evict_tasks(created_before, limit)
 
-    def record(self, entry: Entry) -> None:
+    def append_entry(self, entry: Entry) -> None:
         if self._append_entry is not None:
             self._append_entry(entry)
         else:

@@ -12,7 +12,7 @@ for one layer, not several:
   client cannot keep it open by trickling a body nobody reads.
 - **journal**: one entry per answered request (the control plane's own excepted);
   routes and the service add what they know (account, task id, fault, the parsed
-  body) to ``http.facts(request)``. Each entry is bounded (about ``ENTRY_MAX_BYTES``):
+  body) to ``http.facts_of(request)``. Each entry is bounded (about ``ENTRY_MAX_BYTES``):
   header values, the path, the query and the body are cut, each cut saying how big
   the original was. Credential-like headers (``authorization``, ``cookie``, any name
   with ``key``, ``token``, ``secret``, ``auth``, ``password`` or ``session`` in it,
@@ -224,7 +224,7 @@ class Edge:
         self._seen: dict[tuple[tuple[bytes, bytes], ...], Heads] = {}  # see _heads
         self.clock = fake.clock
         self.refreshes = fake.refreshes
-        self.record = fake.journal_sink()
+        self.append_entry = fake.journal_writer()
         self.limit = fake.settings.max_body_bytes
         self.body_timeout = fake.settings.body_timeout_seconds
         self.canned = Canned(fake)  # canned responses answer before the route: one cheap read when none
@@ -311,4 +311,4 @@ class Edge:
         entry = Entry(
             at, time.time(), method, path, query, heads.journal, heads.journal_size, size, status, duration, facts
         )
-        self.record(entry)
+        self.append_entry(entry)

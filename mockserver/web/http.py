@@ -24,7 +24,7 @@ class JSONResponse(_StarletteJSONResponse):
         return dumps(content)
 
 
-def facts(request: Request) -> Facts:
+def facts_of(request: Request) -> Facts:
     """What this request's journal entry will say (read by ``edge.Edge``): routes and the service add to it."""
     found: Facts = request.scope.setdefault("state", {}).setdefault(JOURNAL_FACTS, {})
     return found
@@ -74,7 +74,7 @@ async def control_error(request: Request, exc: Exception) -> Response:
 def _refusal(request: Request, exc: Exception, *, field_only: bool) -> Response:
     assert isinstance(exc, ApiError)
     body = exc.body(field_only=field_only)
-    facts(request)["error"] = body["error"]  # the journal says why a request was refused
+    facts_of(request)["error"] = body["error"]  # the journal says why a request was refused
     return JSONResponse(body, exc.status, headers=exc.headers or None)
 
 
@@ -89,7 +89,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
         message = str(exc.detail)
     kind = NOT_FOUND if status == 404 else "invalid_request_error"
     body = error_body(status, message, kind)
-    facts(request)["error"] = body["error"]
+    facts_of(request)["error"] = body["error"]
     return JSONResponse(body, status, headers=exc.headers)
 
 

@@ -271,7 +271,7 @@ class RedisHot:
 
     # -- the journal -------------------------------------------------------------------------------------------
 
-    def record(self, entry: Entry) -> None:
+    def append_entry(self, entry: Entry) -> None:
         with self._journal_lock:
             self._journal.append(entry)
             queued = len(self._journal)

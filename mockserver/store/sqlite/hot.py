@@ -13,8 +13,8 @@ of 0: it never waits for a lock.
 - **A lock held elsewhere** (another worker writing, a file locked by another process): the
   transaction is not begun; the queued writes wait, and are tried again ``RETRY`` seconds
   later, not sooner however many writes come meanwhile (two workers that tried at every
-  turn of their loops spent their time on failed tries: their submissions' p99 was 40-125
-  ms, against 7-20 ms this way), while every other request goes on. Writes that wait longer
+  turn of their loops spent their time on failed tries; docs/performance.md has the figures),
+  while every other request goes on. Writes that wait longer
   than the store's timeout are answered 503 (``StoreUnavailable``), and the store's guard
   answers the following calls at once for a while (``guard.Guard``).
 - **Journal entries** are queued and written with the next transaction, or ``JOURNAL_DELAY``
@@ -270,7 +270,7 @@ class SQLiteHot:
         self._schedule(loop, 0.0)
         return await future
 
-    def record(self, entry: Entry) -> None:
+    def append_entry(self, entry: Entry) -> None:
         if self.store.journal_off:
             return  # the disk was full at the last write: the room is the tasks'
         with self._lock:
