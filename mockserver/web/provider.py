@@ -40,10 +40,10 @@ ASGIHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
 AUTHORIZATION = b"authorization"
 CONTENT_TYPE = b"content-type"
 IDEMPOTENCY_KEY = b"idempotency-key"
-SCENARIO = FAULT_HEADER.lower().encode()
+FAULT = FAULT_HEADER.lower().encode()
 DIALECT = DIALECT_HEADER.lower().encode()
 HOST = b"host"
-READ = frozenset({AUTHORIZATION, CONTENT_TYPE, IDEMPOTENCY_KEY, SCENARIO, DIALECT, HOST})
+READ = frozenset({AUTHORIZATION, CONTENT_TYPE, IDEMPOTENCY_KEY, FAULT, DIALECT, HOST})
 READ_HEADERS = "mockserver.read_headers"  # scope key: those headers, as the edge found them
 JSON_TYPE = (b"content-type", b"application/json")
 REPLAYED = ((b"idempotency-replayed", b"true"),)
@@ -183,7 +183,7 @@ class ProviderRoutes:
                     account,
                     body,
                     key=headers.get(IDEMPOTENCY_KEY),
-                    fault_header=headers.get(SCENARIO),
+                    fault_header=headers.get(FAULT),
                     facts=facts,
                 )
             except ApiError as exc:
@@ -221,7 +221,7 @@ class ProviderRoutes:
             else:
                 account = fake.account(authorization, facts)
             polled = await fake.poll(
-                account, scope["path_params"]["task_id"], fault_header=headers.get(SCENARIO), facts=facts
+                account, scope["path_params"]["task_id"], fault_header=headers.get(FAULT), facts=facts
             )
         except ApiError as exc:
             await refuse(send, exc, facts)
