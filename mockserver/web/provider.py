@@ -53,6 +53,7 @@ UNIFIED_POLL = "/v1/tasks/"
 MJ_POLL = "/v1/midjourney/"
 SUBMITTED = (b'{"code":200,"data":[{"status":"submitted","task_id":', b"}]}")  # the id (JSON) between
 BALANCE_PATHS = ("/v1/balance", "/balance", "/v1/user/balance", "/user/balance")
+TASK_ID = "{task_id}"  # the path parameter that ends a poll route
 SHORT_BODY = 200  # bytes: within ``service.shortened``'s limit for one string
 
 
@@ -129,7 +130,8 @@ async def refuse(send: Send, exc: ApiError, facts: Facts) -> None:
 
 
 class ProviderRoutes:
-    """The provider's routes over one ``Fake``: ``find`` for the edge, ``routes`` for Starlette."""
+    """The provider's routes over one ``Fake``. One table (``table``) names the hot routes: Starlette's
+    routes are made from it (``routes``), and the edge looks them up in it without the router (``find``)."""
 
     def __init__(self, fake: Fake) -> None:
         self.fake = fake
@@ -137,28 +139,26 @@ class ProviderRoutes:
         self.links = LinkCache(fake.settings.public_url)
         self.submit_video = self._submission("video")
         self.submit_imagine = self._submission("imagine")
-        self._posts: dict[str, ASGIHandler] = {VIDEO_PATH: self.submit_video}
-        self._posts.update(dict.fromkeys(IMAGINE_PATHS, self.submit_imagine))
+        self.table: list[tuple[str, str, ASGIHandler]] = [  # (method, path, handler); ``{task_id}`` ends a path
+            ("POST", VIDEO_PATH, self.submit_video),
+            *(("POST", path, self.submit_imagine) for path in IMAGINE_PATHS),
+            ("GET", UNIFIED_POLL + TASK_ID, self.get_task),
+            ("GET", MJ_POLL + TASK_ID, self.get_mj_task),
+        ]
+        self._exact = {(m, path): h for m, path, h in self.table if not path.endswith(TASK_ID)}
+        self._prefixed = [(m, path.removesuffix(TASK_ID), h) for m, path, h in self.table if path.endswith(TASK_ID)]
 
     def find(self, method: str, path: str) -> tuple[ASGIHandler, str | None] | None:
         """The hot route for this method and path, and its ``task_id``; None leaves it to the router
         (which then answers exactly as these would, or with its 404/405)."""
-        if method == "POST":
-            handler = self._posts.get(path)
-            return (handler, None) if handler is not None else None
-        if method != "GET":
-            return None
-        if path.startswith(UNIFIED_POLL):
-            task_id = path[len(UNIFIED_POLL) :]
-            handler = self.get_task
-        elif path.startswith(MJ_POLL):
-            task_id = path[len(MJ_POLL) :]
-            handler = self.get_mj_task
-        else:
-            return None
-        if not task_id or "/" in task_id:
-            return None
-        return handler, task_id
+        handler = self._exact.get((method, path))
+        if handler is not None:
+            return handler, None
+        for wanted, prefix, found in self._prefixed:
+            if method == wanted and path.startswith(prefix):
+                task_id = path[len(prefix) :]
+                return (found, task_id) if task_id and "/" not in task_id else None
+        return None
 
     # -- submissions ----------------------------------------------------------------------
 
@@ -292,12 +292,10 @@ class ProviderRoutes:
         return JSONResponse(ledger.balance_answer(remaining, spent, per_unit))
 
     def routes(self) -> list[BaseRoute]:
-        """The same routes for Starlette's router (what ``find`` leaves to it reaches them there)."""
+        """Starlette's routes: the table's, then the upload and balance routes (which the edge leaves
+        to the router)."""
         return [
-            Route(VIDEO_PATH, _Endpoint(self.submit_video), methods=["POST"]),
-            *(Route(path, _Endpoint(self.submit_imagine), methods=["POST"]) for path in IMAGINE_PATHS),
-            Route(UNIFIED_POLL + "{task_id}", _Endpoint(self.get_task), methods=["GET"]),
-            Route(MJ_POLL + "{task_id}", _Endpoint(self.get_mj_task), methods=["GET"]),
+            *(Route(path, _Endpoint(handler), methods=[method]) for method, path, handler in self.table),
             Route("/v1/uploads/images", self.upload_image, methods=["POST"]),
             *(Route(path, self.balance, methods=["GET"]) for path in BALANCE_PATHS),
         ]
