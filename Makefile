@@ -57,7 +57,7 @@ test: lint typecheck
 
 # The README's pictures, taken by the dashboard's browser tests.
 screenshots: $(STAMP)
-	MOCKSERVER_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_dashboard.py
+	MOCKSERVER_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/web/test_dashboard.py
 
 # Not part of `make test`: figures for this machine, printed as ratios against a bare endpoint.
 bench: $(STAMP)

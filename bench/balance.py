@@ -4,7 +4,7 @@ python -m bench.balance      → one line per store: submissions/s empty, with 1
 
 The balance check reads a running total, never the account's history, so the ratio should stay
 near 1 (the target: within 10 %). A figure, not a test: timing on a shared machine is no pass/fail
-(tests/test_stores.py checks deterministically that a submission never reads the history).
+(tests/store/test_conformance.py checks deterministically that a submission never reads the history).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mockserver import Settings, VirtualClock
 from mockserver.service import Fake
-from tests.test_stores import full_store, submit
+from tests.store.test_conformance import full_store, submit
 
 
 def measure(

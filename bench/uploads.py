@@ -8,7 +8,7 @@ The uploads held are stored straight into the store (filling through HTTP would 
 the timed uploads go through the app (``create_app``) over the in-process transport. Each level is
 warmed up first, then timed in interleaved rounds (a busy machine slows all alike), each level's median
 upload shown.
-A figure, not a test (tests/test_upload_totals.py checks deterministically that an upload's store
+A figure, not a test (tests/store/test_upload_totals.py checks deterministically that an upload's store
 calls and the records they read do not grow with the uploads held).
 """
 

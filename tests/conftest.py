@@ -41,11 +41,12 @@ MakeStore = Callable[..., Store]
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The HTTP suite runs on the memory store; a test where the store matters is marked
-    ``all_stores`` and runs on all three (the store conformance suite, test_stores.py, always does).
+    ``all_stores`` and runs on all three (the store conformance suite, store/test_conformance.py, is
+    marked so as a whole).
     Redis runs start a real redis-server, so they count as ``e2e``."""
     if "store_kind" not in metafunc.fixturenames or "store_kind" in getattr(metafunc.module, "__dict__", {}):
         return
-    wide = metafunc.definition.get_closest_marker("all_stores") or metafunc.module.__name__.endswith("test_stores")
+    wide = metafunc.definition.get_closest_marker("all_stores")
     kinds = STORES if wide else ["memory"]
     params = [pytest.param(kind, marks=pytest.mark.e2e) if kind == "redis" else kind for kind in kinds]
     metafunc.parametrize("store_kind", params)

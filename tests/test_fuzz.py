@@ -951,7 +951,7 @@ def test_a_canned_response_reads_a_body_that_is_not_utf8_as_no_json(make_api: Ma
 #
 # Generated requests (any method; a documented route or another path, spelt with dot segments,
 # ``%2e``, ``//``, ``;x``, ``%00``, a trailing ``/``, escapes, case; JSON and other bodies) go to
-# an in-process proxy (``mockserver.proxy.app.create_proxy_app``, as ``tests/test_proxy.py``
+# an in-process proxy (``mockserver.proxy.app.create_proxy_app``, as ``tests/proxy/test_proxy.py``
 # builds it) in front of an in-process fake that counts what reaches it. Each request is an ASGI
 # call with its path exactly as a server hands it over (``raw_path`` as sent, ``path`` its
 # decoding, as uvicorn makes them): httpx would remove dot segments before sending.

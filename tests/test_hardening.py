@@ -334,7 +334,7 @@ def test_an_unhandled_error_is_a_500_and_the_connection_stays_usable(
         assert client.get("/openapi.json").status_code == 200
 
 
-# -- 9. control plane token: tests/test_control_token.py ---------------------------------------
+# -- 9. control plane token: tests/web/test_control_token.py ---------------------------------------
 
 # -- 14. a failure reason with a space, through every route a fault is chosen by ---------------
 

@@ -36,7 +36,7 @@ from mockserver.store.sqlite import hot as sqlite_hot
 from mockserver.testing.process import ServerProcess
 
 from .conftest import MakeStore
-from .test_stores import task
+from .store.test_conformance import task
 
 BODY = {"prompt": "p", "image_urls": ["https://example.com/a.png"]}
 

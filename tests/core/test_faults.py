@@ -11,7 +11,7 @@ import pytest
 from mockserver.core.faults import CATALOGUE, MODERATION_REASON, UPSTREAM_TIMEOUT_REASON
 from mockserver.testing.control import ControlError, MockControl
 
-from .helpers import BODY, VIDEO
+from ..helpers import BODY, VIDEO
 
 TOKEN = "fault-tester"  # the `client` fixture's token
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}

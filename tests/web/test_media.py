@@ -8,7 +8,7 @@ import pytest
 
 from mockserver.core.media import GRID_PNG, IMAGE_PNGS, clip_file, safe_filename, upload_id_of
 
-from .mp4 import read_clip
+from ..mp4 import read_clip
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from mockserver import Settings, create_app
 from mockserver.core.clock import VirtualClock
 from mockserver.testing.transport import SyncASGITransport
 
-from .helpers import tiny_png
+from ..helpers import tiny_png
 
 AUTH = {"Authorization": "Bearer media-headers"}
 PAGE = b"<!doctype html><script>document.title = localStorage.getItem('mockserver.controlToken')</script>"

@@ -24,8 +24,8 @@ from mockserver.store.base import StateImage
 from mockserver.store.sqlite import SQLiteStore
 from mockserver.testing.transport import SyncASGITransport
 
-from .conftest import SPEC, MakeApi, MakeStore
-from .helpers import AUTH, Api, tiny_png, twin
+from ..conftest import SPEC, MakeApi, MakeStore
+from ..helpers import AUTH, Api, tiny_png, twin
 
 pytestmark = pytest.mark.all_stores
 

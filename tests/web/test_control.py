@@ -15,7 +15,7 @@ from mockserver.core.spec import CONTROL, load_document, spec_path
 from mockserver.testing.control import ControlError, MockControl
 from mockserver.testing.process import ServerProcess
 
-from .helpers import BODY, VIDEO
+from ..helpers import BODY, VIDEO
 
 TOKEN = "journal-user"  # the `client` fixture's token
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}

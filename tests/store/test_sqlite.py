@@ -25,8 +25,8 @@ from mockserver.core.records import TaskRecord
 from mockserver.store.sqlite import SQLiteStore
 from mockserver.testing.transport import SyncASGITransport
 
-from .conftest import SPEC
-from .helpers import AUTH, FRAME, Api
+from ..conftest import SPEC
+from ..helpers import AUTH, FRAME, Api
 
 BODY = {"prompt": "a cat " * 500, "image_urls": [FRAME]}  # a task row of 3 KB: each one takes a page of its own
 FREED = 12  # pages of room made on the full disk

@@ -19,8 +19,8 @@ from mockserver.core.clock import VirtualClock
 from mockserver.testing import ServerProcess
 from mockserver.testing.transport import SyncASGITransport
 
-from .browser import browser, page, why_no_browser
-from .servers import threaded_server
+from ..browser import browser, page, why_no_browser
+from ..servers import threaded_server
 
 RICH = "rich-account"
 

@@ -17,12 +17,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from .browser import browser, page, screenshot, why_no_browser
+from ..browser import browser, page, screenshot, why_no_browser
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "mockserver" / "web" / "dashboard"
+DASHBOARD = Path(__file__).resolve().parents[2] / "mockserver" / "web" / "dashboard"
 TOKEN = "dashboard-test"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 VIDEO = "/v1/midjourney/generations/video"

@@ -154,7 +154,7 @@ def test_healthz_with_the_control_plane_off() -> None:
 
 
 def test_the_dockerfile_checks_healthz() -> None:
-    dockerfile = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
     healthcheck = dockerfile[dockerfile.index("HEALTHCHECK") :]
     assert "/healthz" in healthcheck
     assert "/__mock__/" not in healthcheck

@@ -15,7 +15,7 @@ from referencing.jsonschema import DRAFT202012
 from mockserver.core.errors import ApiError
 from mockserver.core.spec import Spec, load_document, spec_path
 
-from .helpers import Api
+from ..helpers import Api
 
 DOC = load_document()
 SPEC = Spec(DOC)

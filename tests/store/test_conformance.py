@@ -21,8 +21,10 @@ from mockserver.store import Overdraft, Store
 from mockserver.store.memory import MemoryStore
 from mockserver.store.sqlite import SQLiteStore, steps
 
-from .conftest import MakeStore
-from .helpers import twin
+from ..conftest import MakeStore
+from ..helpers import twin
+
+pytestmark = pytest.mark.all_stores  # every test here runs on memory, SQLite and Redis
 
 PRICE = 8.0  # a charged task in these tests: 2 × 8 = 16
 

@@ -33,7 +33,7 @@ from mockserver.core.clips import (
     tier_of,
 )
 
-from .mp4 import boxes
+from ..mp4 import boxes
 
 BUDGET = {"480": 624 * 624, "720": 960 * 960}
 ALL = [(tier, aspect) for tier in TIERS for aspect in ASPECTS]

@@ -17,8 +17,8 @@ from mockserver.core.records import UploadRecord
 from mockserver.store import Store, UploadUsage
 from mockserver.testing.transport import SyncASGITransport
 
-from .conftest import SPEC, MakeApi, MakeStore
-from .helpers import AUTH, Api, tiny_png
+from ..conftest import SPEC, MakeApi, MakeStore
+from ..helpers import AUTH, Api, tiny_png
 
 UPLOAD = "/v1/uploads/images"
 TTL = 3 * 86400.0

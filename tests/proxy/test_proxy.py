@@ -38,7 +38,7 @@ from mockserver.proxy.config import ProxyConfig
 from mockserver.proxy.process import ProxyProcess
 from mockserver.testing import ServerProcess, free_port
 
-from .broken import RewriteJSON
+from ..broken import RewriteJSON
 
 TOKEN = "sk-proxy-test-7f3a9c1e5b2d"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
