@@ -133,6 +133,7 @@ class Readings:
     dialects: set[str] = field(default_factory=set)  # the body /v1/tasks/{id} answered for video tasks
     results: list[ResultSeen] = field(default_factory=list)
     lifetimes: list[tuple[float, float]] = field(default_factory=list)  # expires_at - (created, completed), s
+    data_url_frame: str | None = None  # a paid submission's data: URL start frame: "accepted", or how refused
     running_costs: list[tuple[str, ...]] = field(default_factory=list)  # cost fields of each unfinished poll
     final_costs: list[tuple[str, ...]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)  # video tasks, submission to final state
@@ -227,6 +228,7 @@ class Readings:
             self._error_body_row(),
             self._retry_codes_row(),
             self._media_clock_row(),
+            self._data_url_row(),
             self._isolation_row(),
         ]
 
@@ -352,6 +354,19 @@ class Readings:
         if abs(after_created - 144 * 3600) < 120:
             return rule, doc, seen + ": --media-clock record", INFO
         return rule, doc, seen + ": neither reading (set --media-ttl-seconds to match)", INFO
+
+    def _data_url_row(self) -> tuple[str, str, str, str]:
+        """Whether a base64 (``data:`` URL) start frame is taken (docs/evidence.md, "base64 frames")."""
+        rule = "open.data_url_frames"
+        doc = (
+            "the imagine page takes 'URLs or base64'; the uploads page says generation APIs no longer accept "
+            "base64: accepted (--data-url-frames accept) or refused (--data-url-frames refuse)"
+        )
+        if self.data_url_frame is None:
+            return rule, doc, "not tried: no paid submission with a data: URL start frame ran", SKIP
+        if self.data_url_frame == "accepted":
+            return rule, doc, "a data: URL start frame was accepted: --data-url-frames accept", INFO
+        return rule, doc, f"a data: URL start frame was refused ({self.data_url_frame}): --data-url-frames refuse", INFO
 
     def _isolation_row(self) -> tuple[str, str, str, str]:
         rule = "refuse.isolation"

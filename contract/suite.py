@@ -299,6 +299,9 @@ class Suite:
         rule = f"lifecycle.batch{batch}"
         response = self.t.paid_submit(VIDEO, self.cheap(batch_size=batch), PRICE_480, batch)
         task_id = self._accepted(f"{rule}.submit", response)
+        if batch == 1 and self.frame.startswith("data:"):
+            refused = f"{response.status_code}, param {error_param(response)!r}"
+            self.readings.data_url_frame = "accepted" if task_id is not None else refused
         if task_id is None:
             return
         if batch == 1:

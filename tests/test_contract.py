@@ -237,3 +237,12 @@ def test_the_run_reads_which_media_clock_the_target_follows(clock: str) -> None:
     observed = {f.rule: (f.verdict, f.observed) for f in report.findings}
     verdict, text = observed["open.media_clock"]
     assert verdict == INFO and text.endswith(f"--media-clock {clock}"), text
+
+
+@pytest.mark.parametrize(("reading", "seen"), [("accept", "was accepted"), ("refuse", "was refused (400")])
+def test_the_run_reads_whether_a_data_url_frame_is_taken(reading: str, seen: str) -> None:
+    """The run's paid start-frame submission uses a data: URL: its answer settles the base64 reading."""
+    report, _ = check(fake(data_url_frames=reading), examples=1)
+    observed = {f.rule: (f.verdict, f.observed) for f in report.findings}
+    verdict, text = observed["open.data_url_frames"]
+    assert verdict == INFO and seen in text and text.endswith(f"--data-url-frames {reading}"), text

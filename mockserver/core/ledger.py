@@ -201,7 +201,7 @@ def _summed(
 
 def balance_answer(remaining: float | None, spent: float, per_unit: float = 1.0) -> dict[str, Any]:
     """``GET /v1/balance`` and ``/v1/user/balance`` as the provider's account pages show them
-    (README.md, Fidelity: "balance endpoints"): an account with no balance set is unlimited (``remain_balance``
+    (docs/evidence.md, "balance endpoints"): an account with no balance set is unlimited (``remain_balance``
     -1, ``unlimited_quota`` true); ``used_balance`` is what it spent. ``per_unit``: the unit's
     worth in credits (1 for credits, ``usd_per_credit`` for USD)."""
     used = round(max(spent, 0.0) * per_unit, 6)
