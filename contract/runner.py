@@ -54,25 +54,45 @@ def run_contract(
     report = Report(target=target.base_url, fake=target.profile.mockserver)
     suite = Suite(target, report, frame_url=frame_url, other_token=other_token or target.profile.other_token)
     try:
-        log(f"contract check of {target.base_url} ({target.profile.name})")
-        _announce(paid_plan(), target.budget.max_paid, target.profile, log)
-        if schemathesis:
-            log(_fuzz_announcement(target.profile))
-        for check in CHECKS:
-            log(f"== {check.title}" + (" (paid)" if check.tasks else ""))
-            try:
-                check.run(suite)
-            except BudgetExhausted as exc:
-                report.add(check.rule, check.doc, f"skipped: {exc}", SKIP)
-        if schemathesis:
-            tallies = fuzz.run(target, report, examples=examples, log=log)
-            report.schemathesis_tasks = fuzz.tasks_made(tallies, target.profile)
+        _run_checks(suite, report, target, examples, schemathesis, log)
     finally:
         target.close()
     report.paid_tasks = target.budget.used
     report.paid_units = dict(target.budget.units)
     report.seconds = time.monotonic() - started
     report.print_table(out)
+    _write_outputs(report, suite, target, report_path, calibration_path, log)
+    return report
+
+
+def _run_checks(
+    suite: Suite, report: Report, target: Target, examples: int, schemathesis: bool, log: Callable[[str], None]
+) -> None:
+    """The announcement, every check in order (one the budget stops is a SKIP row), then schemathesis."""
+    log(f"contract check of {target.base_url} ({target.profile.name})")
+    _announce(paid_plan(), target.budget.max_paid, target.profile, log)
+    if schemathesis:
+        log(_fuzz_announcement(target.profile))
+    for check in CHECKS:
+        log(f"== {check.title}" + (" (paid)" if check.tasks else ""))
+        try:
+            check.run(suite)
+        except BudgetExhausted as exc:
+            report.add(check.rule, check.doc, f"skipped: {exc}", SKIP)
+    if schemathesis:
+        tallies = fuzz.run(target, report, examples=examples, log=log)
+        report.schemathesis_tasks = fuzz.tasks_made(tallies, target.profile)
+
+
+def _write_outputs(
+    report: Report,
+    suite: Suite,
+    target: Target,
+    report_path: Path | None,
+    calibration_path: Path | None,
+    log: Callable[[str], None],
+) -> None:
+    """The JSON report and the calibration file, when asked for."""
     if report_path is not None:
         report.write_json(report_path)
         log(f"report written to {report_path}")
@@ -81,7 +101,6 @@ def run_contract(
         write_calibration(calibration_path, calibration, target.base_url)
         shown = ", ".join(f"{k}={v}" for k, v in calibration.items()) or "nothing observed"
         log(f"calibration written to {calibration_path}: {shown}")
-    return report
 
 
 def _fuzz_announcement(profile: Profile) -> str:

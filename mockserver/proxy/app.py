@@ -662,6 +662,9 @@ def _size_of(answer: httpx.Response) -> int | None:
     return int(length) if length.isdigit() and answer.status_code == 200 else None
 
 
+FORWARDED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
 def create_proxy_app(
     config: ProxyConfig,
     *,
@@ -671,60 +674,71 @@ def create_proxy_app(
 ) -> Starlette:
     """The proxy as an ASGI app; ``app.state.proxy`` is its :class:`Proxy`. ``transport`` replaces
     the network to the upstream (tests hand in an ``httpx.ASGITransport`` of a fake)."""
-    proxy = Proxy(config, transport=transport, media_transport=media_transport, emit=emit)
-    spec = proxy.contract.spec
-
-    async def forward(request: Request) -> Response:
-        return await proxy.handle(request)
-
-    async def divergences(request: Request) -> Response:
-        return _json(proxy.divergences.snapshot(), 200)
-
-    async def spend(request: Request) -> Response:
-        return _json(proxy.cap.summary(), 200)
-
-    async def health(request: Request) -> Response:
-        return _json({"status": "ok", "upstream": proxy.upstream, "strict": proxy.config.strict}, 200)
-
-    async def as_yaml(request: Request) -> Response:
-        return Response(spec.yaml_text, media_type="application/yaml")
-
-    async def as_json(request: Request) -> Response:
-        return Response(spec.json_bytes, media_type="application/json")
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await proxy.aclose()
-        for line in proxy.report():
-            proxy.emit(line)
-
-    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-    async def not_routed(request: Request, exc: Exception) -> Response:
-        """What no route takes (another method, a request target that is not a path): refused in
-        the provider's error body, as every refusal of the proxy, and not forwarded."""
-        assert isinstance(exc, HTTPException)
-        status, method, path = exc.status_code, request.scope["method"], request.scope["path"]
-        if status == 405:
-            message = f"mockserver proxy: method {method!r} is not forwarded (only {', '.join(methods)})"
-        else:
-            message = f"mockserver proxy: {method!r} {path!r} refused, not forwarded: {exc.detail}"
-        body = error_body(status, proxy.redactor.text(message), NOT_FOUND if status == 404 else INVALID_REQUEST)
-        return Response(dumps(body), status, headers=exc.headers, media_type="application/json")
-
     app = Starlette(
         routes=[
-            Route("/__mock__/divergences", divergences, methods=["GET"]),
-            Route("/__mock__/spend", spend, methods=["GET"]),
-            Route("/__mock__/health", health, methods=["GET"]),
-            Route("/openapi.yaml", as_yaml, methods=["GET"]),
-            Route("/openapi.json", as_json, methods=["GET"]),
-            Route("/{path:path}", forward, methods=methods),
+            Route("/__mock__/divergences", _divergences, methods=["GET"]),
+            Route("/__mock__/spend", _spend, methods=["GET"]),
+            Route("/__mock__/health", _health, methods=["GET"]),
+            Route("/openapi.yaml", _as_yaml, methods=["GET"]),
+            Route("/openapi.json", _as_json, methods=["GET"]),
+            Route("/{path:path}", _forward, methods=FORWARDED_METHODS),
         ],
-        lifespan=lifespan,
-        exception_handlers={HTTPException: not_routed},
+        lifespan=_lifespan,
+        exception_handlers={HTTPException: _not_routed},
     )
     app.router.redirect_slashes = False
-    app.state.proxy = proxy
+    app.state.proxy = Proxy(config, transport=transport, media_transport=media_transport, emit=emit)
     return app
+
+
+def _proxy(request: Request) -> Proxy:
+    found: Proxy = request.app.state.proxy
+    return found
+
+
+async def _forward(request: Request) -> Response:
+    return await _proxy(request).handle(request)
+
+
+async def _divergences(request: Request) -> Response:
+    return _json(_proxy(request).divergences.snapshot(), 200)
+
+
+async def _spend(request: Request) -> Response:
+    return _json(_proxy(request).cap.summary(), 200)
+
+
+async def _health(request: Request) -> Response:
+    proxy = _proxy(request)
+    return _json({"status": "ok", "upstream": proxy.upstream, "strict": proxy.config.strict}, 200)
+
+
+async def _as_yaml(request: Request) -> Response:
+    return Response(_proxy(request).contract.spec.yaml_text, media_type="application/yaml")
+
+
+async def _as_json(request: Request) -> Response:
+    return Response(_proxy(request).contract.spec.json_bytes, media_type="application/json")
+
+
+@asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """At shutdown: the upstream's connections closed, then the run's report."""
+    yield
+    proxy: Proxy = app.state.proxy
+    await proxy.aclose()
+    for line in proxy.report():
+        proxy.emit(line)
+
+
+async def _not_routed(request: Request, exc: Exception) -> Response:
+    """What no route takes (another method, a request target that is not a path): refused in the
+    provider's error body, as every refusal of the proxy, and not forwarded."""
+    assert isinstance(exc, HTTPException)
+    status, method, path = exc.status_code, request.scope["method"], request.scope["path"]
+    if status == 405:
+        message = f"mockserver proxy: method {method!r} is not forwarded (only {', '.join(FORWARDED_METHODS)})"
+    else:
+        message = f"mockserver proxy: {method!r} {path!r} refused, not forwarded: {exc.detail}"
+    body = error_body(status, _proxy(request).redactor.text(message), NOT_FOUND if status == 404 else INVALID_REQUEST)
+    return Response(dumps(body), status, headers=exc.headers, media_type="application/json")
