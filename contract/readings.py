@@ -363,7 +363,7 @@ class Readings:
             "base64: accepted (--data-url-frames accept) or refused (--data-url-frames refuse)"
         )
         if self.data_url_frame is None:
-            return rule, doc, "not tried: no paid submission with a data: URL start frame ran", SKIP
+            return rule, doc, "not settled: no paid submission's data: URL start frame was taken or refused", SKIP
         if self.data_url_frame == "accepted":
             return rule, doc, "a data: URL start frame was accepted: --data-url-frames accept", INFO
         return rule, doc, f"a data: URL start frame was refused ({self.data_url_frame}): --data-url-frames refuse", INFO

@@ -300,8 +300,7 @@ class Suite:
         response = self.t.paid_submit(VIDEO, self.cheap(batch_size=batch), PRICE_480, batch)
         task_id = self._accepted(f"{rule}.submit", response)
         if batch == 1 and self.frame.startswith("data:"):
-            refused = f"{response.status_code}, param {error_param(response)!r}"
-            self.readings.data_url_frame = "accepted" if task_id is not None else refused
+            self._note_data_url_frame(task_id, response)
         if task_id is None:
             return
         if batch == 1:
@@ -324,6 +323,15 @@ class Suite:
             )
         precise = mj_state.seconds if mj_state is not None else None
         self.readings.note_task(followed, kind="videos", expected=batch, on_tasks_route=True, seconds=precise)
+
+    def _note_data_url_frame(self, task_id: str | None, response: httpx.Response) -> None:
+        """Accepted, or refused for the frame itself: a 400 naming ``image_urls``. Any other refusal (a
+        balance, a rate limit, a server error) says nothing of the frame, and the reading stays open."""
+        param = error_param(response)
+        if task_id is not None:
+            self.readings.data_url_frame = "accepted"
+        elif response.status_code == 400 and isinstance(param, str) and param.startswith("image_urls"):
+            self.readings.data_url_frame = f"400 naming {param}"
 
     def _follow_video(self, task_id: str, clips: int, path: str = TASKS) -> Followed:
         followed = self.t.follow(task_id, path)

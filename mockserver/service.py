@@ -190,8 +190,11 @@ class Fake:
     def account_named(self, name: str) -> str:
         """The account a control request names: an account id (a shared key's own id is its shared
         account's, so a client that hashes its token finds it), or a token."""
-        own = name if ACCOUNT_ID.fullmatch(name) else account_id(name)
-        return self._shared_by_id.get(own, own)
+        return self.account_alias(name if ACCOUNT_ID.fullmatch(name) else account_id(name))
+
+    def account_alias(self, account: str) -> str:
+        """The account an account id stands for: a shared key's own id is its shared account's."""
+        return self._shared_by_id.get(account, account) if self._shared_by_id else account
 
     def _note_key(self, authorization: str | None, facts: Facts) -> None:
         """Which key of a shared account asks (``key_id``): its tasks count towards what it spent."""
@@ -725,8 +728,8 @@ class Fake:
 
     def _kept_for(self) -> float:
         s = self.settings
-        if s.media_clock == "end":
-            return max(s.task_retention_seconds, s.task_seconds + s.media_ttl_seconds)
+        # A poll hands out a result URL only while the record is kept, so no URL outlives this in either
+        # reading (a task may end long after created + task_seconds: polls to finish, a replay's times).
         return max(s.task_retention_seconds, s.task_seconds) + s.media_ttl_seconds
 
     def journal_writer(self) -> Callable[[Entry], Any]:

@@ -180,14 +180,15 @@ class Settings:
     def key_accounts(self) -> dict[str, str]:
         """Each key ``--shared-accounts`` names -> the name of the account it shares."""
         found: dict[str, str] = {}
-        for group in filter(str.strip, (self.shared_accounts or "").split(",")):
+        groups = [g for g in (self.shared_accounts or "").split(",") if g.strip()]
+        for number, group in enumerate(groups, 1):
             name, sep, keys = group.partition("=")
             named = [k.strip() for k in keys.split("+") if k.strip()]
-            if not sep or not name.strip() or not named:
-                raise ValueError(f"shared_accounts: {group.strip()!r} is not NAME=KEY+KEY")
+            if not sep or not name.strip() or not named:  # the group's keys are never repeated: they are secrets
+                raise ValueError(f"shared_accounts: account {number} is not NAME=KEY+KEY")
             for key in named:
                 if found.setdefault(key, name.strip()) != name.strip():
-                    raise ValueError(f"shared_accounts: a key is named by two accounts ({name.strip()!r})")
+                    raise ValueError(f"shared_accounts: a key of account {name.strip()!r} is named by another")
         return found
 
     def replace(self, **changes: Any) -> Settings:

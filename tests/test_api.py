@@ -382,6 +382,27 @@ def test_media_clock_end_counts_from_the_task_end(make_api: MakeApi) -> None:
 
 
 @pytest.mark.all_stores
+@pytest.mark.parametrize("clock", ["end", "record"])
+def test_a_task_that_ends_late_keeps_its_media_until_they_expire(make_api: MakeApi, clock: str) -> None:
+    """A task that ends at its second poll, long after submission: the sweep must not take its
+    record (and so its media) before the URL a poll handed out expires."""
+    api = make_api(
+        task_seconds=0, finish_after_polls=2, task_retention_seconds=100, media_ttl_seconds=50, media_clock=clock
+    )
+    task_id = api.submit_ok()
+    api.poll(task_id)
+    api.clock.advance(90)
+    data = api.client.get(f"/v1/tasks/{task_id}").json()["data"]
+    expires = data["result"]["videos"][0]["expires_at"]
+    url = api.poll(task_id)["video_url"]
+    api.clock.advance(expires - api.clock.now() - 1)  # 1 s before its expiry
+    api.submit_ok()  # a submission sweeps
+    assert api.client.get(url).status_code == 200
+    api.clock.advance(1)
+    assert api.client.get(url).status_code in (404, 410)
+
+
+@pytest.mark.all_stores
 def test_expired_tasks_are_evicted_so_memory_stays_flat(make_api: MakeApi) -> None:
     api = make_api(task_seconds=0, task_retention_seconds=3000, media_ttl_seconds=600)
     for _ in range(3):

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from mockserver import Settings, create_app
+from mockserver.core.accounts import account_id
 from mockserver.core.clock import VirtualClock
 from mockserver.core.spec import Spec
 from mockserver.testing.control import MockControl
@@ -142,3 +143,21 @@ def test_keys_sharing_an_account_see_its_balance_and_their_own_use(make_api: Mak
 def test_shared_accounts_that_cannot_be_are_refused(value: str) -> None:
     with pytest.raises(ValueError, match="shared_accounts"):
         Settings(shared_accounts=value).validated()
+
+
+def test_a_shared_keys_own_account_id_names_the_shared_account_in_the_control_plane() -> None:
+    """A client that hashes its key (as MockControl does) reaches the account the key shares."""
+    for c in client(shared_accounts="team=ka+kb"):
+        assert c.post(VIDEO, json=BODY, headers={"Authorization": "Bearer ka"}).status_code == 200
+        c.post("/__mock__/balances", json={"account": account_id("ka"), "balance": 2})  # what ka spent already
+        refused = c.post(VIDEO, json=BODY, headers={"Authorization": "Bearer kb"})
+        assert refused.status_code == 402
+        assert c.get("/__mock__/tasks", params={"account": account_id("kb")}).json()["total"] == 1
+        ledger = c.get("/__mock__/ledger", params={"account": account_id("kb")}).json()
+        assert ledger["total_spent"] == 2
+
+
+def test_a_malformed_shared_accounts_setting_never_repeats_a_key() -> None:
+    with pytest.raises(ValueError) as refused:
+        Settings(shared_accounts="sk-live-AAAA+sk-live-BBBB").validated()
+    assert "sk-live" not in str(refused.value) and "account 1" in str(refused.value)

@@ -246,3 +246,11 @@ def test_the_run_reads_whether_a_data_url_frame_is_taken(reading: str, seen: str
     observed = {f.rule: (f.verdict, f.observed) for f in report.findings}
     verdict, text = observed["open.data_url_frames"]
     assert verdict == INFO and seen in text and text.endswith(f"--data-url-frames {reading}"), text
+
+
+def test_a_paid_submission_refused_for_another_reason_leaves_the_base64_reading_open() -> None:
+    """A 402 (no balance) says nothing of the data: URL frame: the row is a SKIP, not a reading."""
+    report, _ = check(fake(default_balance=0), examples=1)
+    observed = {f.rule: (f.verdict, f.observed) for f in report.findings}
+    verdict, text = observed["open.data_url_frames"]
+    assert verdict == SKIP and "not settled" in text, text

@@ -31,7 +31,10 @@ class Routes:
     def account_of(self, values: Any) -> str | None:
         """An account named by ``account`` (its id) or ``token`` (the bearer token)."""
         token = values.get("token")
-        return self.fake.account_of_token(token) if token else values.get("account")
+        if token:
+            return self.fake.account_of_token(token)
+        account = values.get("account")
+        return self.fake.account_alias(account) if isinstance(account, str) else account
 
     def named_account(self, value: str) -> str:
         """The account a path names: an account id (``acct_…``), or anything else as a token."""
