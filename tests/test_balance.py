@@ -105,6 +105,12 @@ def test_the_control_client_reads_a_shared_accounts_key_and_user_balance(apimart
     assert apimart_mock.ledger.balance("tb")["used_balance"] == 0
     assert apimart_mock.ledger.user_balance("tb")["used_balance"] == 2
     assert apimart_mock.ledger.spent(token="tb") == 2  # the account's
+    (account,) = apimart_mock.ledger.summary(token="ta")["accounts"].values()
+    assert list(account["by_key"].values()) == [2.0]  # what each key spent, by its key_id (the dashboard's)
+    with httpx.Client(base_url=apimart_mock.base_url, headers={"Authorization": "Bearer solo"}) as client:
+        client.post(VIDEO, json=BODY)
+    (alone,) = apimart_mock.ledger.summary(token="solo")["accounts"].values()
+    assert "by_key" not in alone  # a key that is its own account
     apimart_mock.account("tb").configure(task_dialect="mj")  # the shared account's setting, by either key
     assert apimart_mock.account("ta").settings() == {"task_dialect": "mj"}
 

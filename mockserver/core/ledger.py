@@ -152,7 +152,7 @@ def summary(
     (all of them, or the page ``offset``, ``limit`` of them in time order). ``records`` are read once,
     as they come (a store's pages): with a ``limit`` no more than ``offset + limit`` entries are held."""
     accounts: defaultdict[str, dict[str, Any]] = defaultdict(_blank_account)
-    every = (e for record in records for e in _entries_of(record, now))
+    every = ((e, record.params.get("key_id")) for record in records for e in _entries_of(record, now))
     totalled = _totalled(every, accounts)  # read to the end whatever is kept: the totals need every entry
     if limit is None:
         kept = sorted(totalled, key=_order)[offset:]
@@ -163,10 +163,14 @@ def summary(
     return _summed(accounts, balances, default_balance, kept)
 
 
-def _totalled(items: Iterable[Entry], accounts: defaultdict[str, dict[str, Any]]) -> Iterator[Entry]:
-    """``items``, each added to its account's totals on the way."""
-    for e in items:
+def _totalled(items: Iterable[tuple[Entry, str | None]], accounts: defaultdict[str, dict[str, Any]]) -> Iterator[Entry]:
+    """``items``, each added to its account's totals on the way (and to its key's, for a key that
+    shares the account: ``by_key``)."""
+    for e, key in items:
         acct = accounts[e.account]
+        if key is not None:
+            by_key = acct.setdefault("by_key", {})
+            by_key[key] = by_key.get(key, 0.0) + e.amount
         if e.kind == "charge":
             acct["charged"] += e.amount
             acct["tasks"] += 1

@@ -45,7 +45,7 @@ needs_browser = pytest.mark.skipif(why_no_browser() is not None, reason=f"browse
 def base_url() -> Iterator[str]:
     from mockserver.testing import RunningServer
 
-    with RunningServer(["--task-seconds", "10"]) as control:
+    with RunningServer(["--task-seconds", "10", "--shared-accounts", "team=shared-a+shared-b"]) as control:
         yield str(control.base_url).rstrip("/")
 
 
@@ -463,6 +463,27 @@ def test_costs_match_the_ledger(tab: Page, api: httpx.Client, base_url: str) -> 
     assert len(refunds) == 1
     expect(tab.locator("#cost-entries tbody tr")).to_have_count(len(ledger["entries"]))
     screenshot(tab, "costs")
+
+
+@pytest.mark.e2e
+@needs_browser
+def test_costs_show_what_each_key_of_a_shared_account_spent(tab: Page, api: httpx.Client, base_url: str) -> None:
+    from playwright.sync_api import expect
+
+    submit(api, token="shared-a", batch_size=2)
+    submit(api, token="shared-b")
+    (name, account), *others = api.get("/__mock__/ledger").json()["accounts"].items()
+    assert others == [] and account["spent"] == 6
+    open_view(tab, base_url, "costs")
+    keys = tab.locator(f'#cost-accounts tr[data-account="{name}"] [data-keys] [data-key-id]')
+    expect(keys).to_have_count(2, timeout=WAIT_MS)
+    shown = {keys.nth(i).get_attribute("data-key-id"): keys.nth(i).get_attribute("data-value") for i in range(2)}
+    balances = {
+        token: api.get("/v1/balance", headers={"Authorization": f"Bearer {token}"}).json()["used_balance"]
+        for token in ("shared-a", "shared-b")
+    }
+    assert sorted(float(v or "nan") for v in shown.values()) == sorted(balances.values()) == [2.0, 4.0]
+    assert set(shown) == set(account["by_key"])
 
 
 @pytest.mark.e2e

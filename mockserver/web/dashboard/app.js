@@ -721,6 +721,14 @@
     renderCosts();
   }
 
+  // What each key of a shared account (--shared-accounts) spent of it: what GET /v1/balance answers it.
+  function keyUse(a) {
+    const keys = Object.entries(a.by_key || {});
+    if (!keys.length) return "";
+    const parts = keys.map(([k, amount]) => `<span data-key-id="${esc(k)}" data-value="${esc(amount)}">${esc(k)}: ${credits(amount)} cr</span>`);
+    return `<div class="muted small" data-keys>${parts.join(" · ")}</div>`;
+  }
+
   function renderCosts() {
     const L = costs.ledger || { accounts: {}, entries: [], total_spent: 0 };
     const rate = typeof L.usd_per_credit === "number" ? L.usd_per_credit : USD_PER_CREDIT;
@@ -750,7 +758,7 @@
       accounts
         .map(
           ([name, a]) =>
-            `<tr data-account="${esc(name)}"><td class="id">${esc(name)}</td>` +
+            `<tr data-account="${esc(name)}"><td class="id">${esc(name)}${keyUse(a)}</td>` +
             cell("tasks", a.tasks, nfInt.format(a.tasks || 0)) +
             cell("charged", a.charged, credits(a.charged)) +
             cell("refunded", a.refunded, credits(a.refunded)) +
