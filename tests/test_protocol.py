@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import json
 import socket
 import textwrap
 import time
@@ -19,6 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from mockserver.protocol import BoundedHttpToolsProtocol, Deadline
+from mockserver.testing.process import ServerProcess
 from tests.servers import threaded_server
 
 
@@ -252,3 +254,39 @@ def test_uvicorn_still_has_what_protocol_py_overrides_and_copies() -> None:
         protocol.connection_lost(None)
     finally:
         loop.close()
+
+
+BODY = {"prompt": "p", "image_urls": ["https://example.com/a.png"]}
+
+
+# -- one write per answer ------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_each_answer_is_whole_and_in_order_on_one_connection() -> None:
+    """Pipelined requests, HEAD, a body sent after ``100 Continue``: each answer complete, in order."""
+    with ServerProcess(["--task-seconds", "0"]) as server:
+        port = int(server.base_url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            body = json.dumps(BODY).encode()
+            submit = (
+                b"POST /v1/midjourney/generations/video HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            head = b"HEAD /v1/tasks/task_nope HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n"
+            sock.sendall(submit + head + submit)
+            data = b""
+            while data.count(b"HTTP/1.1 ") < 3 or not data.endswith(b"}]}"):
+                chunk = sock.recv(65536)
+                assert chunk, data
+                data += chunk
+            parts = data.split(b"HTTP/1.1 ")[1:]
+            assert [p[:3] for p in parts] == [b"200", b"404", b"200"]
+            assert parts[1].endswith(b"\r\n\r\n"), "HEAD: the head alone"
+            sock.sendall(submit.replace(b"Content-Type", b"Expect: 100-continue\r\nContent-Type", 1)[: -len(body)])
+            assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+            sock.sendall(body)
+            answer = b""
+            while not answer.endswith(b"}]}"):
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 OK")

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mockserver import service
 from mockserver.control import ControlPlane
 from mockserver.core.clock import VirtualClock
 from mockserver.core.errors import ApiError
@@ -120,3 +121,17 @@ def test_clock_reset_with_everything() -> None:
     f.clock.advance(1000)  # type: ignore[attr-defined]
     ControlPlane(f).reset()
     assert f.clock.now() == VirtualClock().now()
+
+
+def test_accounts_are_remembered_by_header_only_when_valid_and_within_bounds() -> None:
+    fake = Fake.open(Settings(api_keys="good").validated())
+    assert fake.account("Bearer good") == fake.account("Bearer good") == fake.account("bearer  good ")
+    for header in ("Bearer bad", "Basic good", "", None):
+        for _ in range(2):  # refused the second time as the first: nothing wrong is remembered
+            with pytest.raises(ApiError) as refused:
+                fake.account(header)
+            assert refused.value.status == 401
+    many = Fake.open(Settings().validated())
+    accounts = {many.account(f"Bearer token-{n}") for n in range(service.ACCOUNTS_KEPT + 500)}
+    assert len(accounts) == service.ACCOUNTS_KEPT + 500  # each token its own account, memo or not
+    assert len(many._accounts) <= service.ACCOUNTS_KEPT

@@ -61,7 +61,7 @@ class TaskRecord:
     def of(cls, values: dict[str, Any]) -> TaskRecord:
         """``TaskRecord(**values)`` for a fresh mapping of exactly every field (a submission makes one per
         request): the mapping becomes the record's own ``__dict__``, with no check and no copy. Its one
-        caller, ``Fake._new_record``, writes every field in one literal; tests/test_hot_paths.py checks
+        caller, ``Fake._new_record``, writes every field in one literal; tests/core/test_records.py checks
         that the records it makes have every field and no other."""
         record = object.__new__(cls)
         object.__setattr__(record, "__dict__", values)
