@@ -254,30 +254,30 @@ def upload_without_bytes(monkeypatch: pytest.MonkeyPatch) -> ASGIApp:
 
 def upload_not_sniffed(monkeypatch: pytest.MonkeyPatch) -> ASGIApp:
     """An upload is kept under the type its part declared, whatever its bytes are."""
-    from mockserver.service import Fake
+    from mockserver.files import Files
 
-    original = Fake.upload
+    original = Files.upload
 
-    async def declared(self: Fake, account: str, filename: str, content_type: str, data: bytes, **kw: Any) -> Any:
+    async def declared(self: Files, account: str, filename: str, content_type: str, data: bytes, **kw: Any) -> Any:
         upload = await original(self, account, filename, "image/png", data, **kw)
         return dataclasses.replace(upload, content_type=content_type)
 
-    monkeypatch.setattr(Fake, "upload", declared)
+    monkeypatch.setattr(Files, "upload", declared)
     return fake()
 
 
 def upload_size_crashes(monkeypatch: pytest.MonkeyPatch) -> ASGIApp:
     """Past 20 MiB an upload is a server error instead of a 413 (or an acceptance)."""
-    from mockserver.service import Fake
+    from mockserver.files import Files
 
-    original = Fake.upload
+    original = Files.upload
 
-    async def crash(self: Fake, account: str, filename: str, content_type: str, data: bytes, **kw: Any) -> Any:
+    async def crash(self: Files, account: str, filename: str, content_type: str, data: bytes, **kw: Any) -> Any:
         if len(data) > 20 * MiB:
             raise RuntimeError("out of memory")
         return await original(self, account, filename, content_type, data, **kw)
 
-    monkeypatch.setattr(Fake, "upload", crash)
+    monkeypatch.setattr(Files, "upload", crash)
     return fake()
 
 
@@ -285,10 +285,10 @@ def upload_size_crashes(monkeypatch: pytest.MonkeyPatch) -> ASGIApp:
 
 
 def media_not_mp4(monkeypatch: pytest.MonkeyPatch) -> ASGIApp:
-    import mockserver.service as service
+    import mockserver.files as files
     from mockserver.core.media import GRID_PNG
 
-    monkeypatch.setattr(service, "clip_file", lambda *args, **kwargs: GRID_PNG)
+    monkeypatch.setattr(files, "clip_file", lambda *args, **kwargs: GRID_PNG)
     return fake()
 
 

@@ -5,7 +5,7 @@
 | ``core/`` | the standard library, a few small pure libraries, and ``core/`` |
 | ``store/`` | the above, ``redis`` and ``hiredis``, and ``core/`` |
 | ``service.py`` | ``core/``, ``store/``, ``settings`` |
-| ``control.py`` | the above and ``service`` (the control plane works on the provider service) |
+| ``control.py``, ``files.py`` | the above and ``service`` (both work on the provider service) |
 | ``web/`` | Starlette, ``core/``, ``service``, ``control``, ``settings``; never a store, never httpx |
 | ``proxy/`` | httpx, Starlette, uvicorn, ``core/``; never the service or a store |
 | ``testing/``, ``cli``, ``pytest_plugin`` | anything |
@@ -72,7 +72,7 @@ def allowed(layer: str, name: str) -> bool:
         "store": inner in ("core", "store"),
         "service": inner in ("core", "store", "settings"),
         "control": inner in ("core", "store", "settings", "service"),
-        "web": inner in ("core", "service", "control", "settings", "web"),
+        "web": inner in ("core", "service", "control", "files", "settings", "web"),
         "proxy": inner in ("core", "proxy") or name == "mockserver.testing.process",
     }.get(layer, True)
 
@@ -81,7 +81,7 @@ def layer_of(path: Path) -> str:
     rel = path.relative_to(PACKAGE)
     if rel.parts[0] in ("core", "store", "web", "testing", "proxy"):
         return rel.parts[0]
-    return {"service.py": "service", "control.py": "control"}.get(rel.name, "top")
+    return {"service.py": "service", "control.py": "control", "files.py": "control"}.get(rel.name, "top")
 
 
 MODULES = sorted(PACKAGE.rglob("*.py"))

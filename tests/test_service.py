@@ -11,6 +11,7 @@ from mockserver import service
 from mockserver.control import ControlPlane
 from mockserver.core.clock import VirtualClock
 from mockserver.core.errors import ApiError
+from mockserver.files import Files
 from mockserver.service import Fake
 from mockserver.settings import Settings
 from mockserver.store import MemoryStore
@@ -107,12 +108,13 @@ def test_media_file_is_tagged_per_task_and_index() -> None:
     f = fake(task_seconds=0)
     account = f.account("Bearer t")
     task_id = run(f.submit("video", account, {**BODY, "batch_size": 2})).task_id
-    first, second = f.media_file(task_id, "0.mp4"), f.media_file(task_id, "1.mp4")
+    files = Files(f)
+    first, second = files.media_file(task_id, "0.mp4"), files.media_file(task_id, "1.mp4")
     assert first.content_type == second.content_type == "video/mp4"
     assert first.data != second.data
     for name in ("2.mp4", "x.mp4", "².mp4", "0" * 5000 + ".mp4", "grid.png"):
         with pytest.raises(ApiError) as missing:
-            f.media_file(task_id, name)
+            files.media_file(task_id, name)
         assert missing.value.status == 404
 
 

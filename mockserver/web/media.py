@@ -15,7 +15,8 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..core.clips import RangeNotSatisfiable, byte_range
-from ..service import Fake, MediaFile
+from ..files import Files, MediaFile
+from ..service import Fake
 
 # Files come from outside (uploads, imported snapshots): whatever their bytes, no browser runs them
 # as a page of the fake's origin (docs/security.md).
@@ -52,11 +53,13 @@ def _answer(request: Request, found: MediaFile) -> Response:
 
 
 def media_routes(fake: Fake) -> list[BaseRoute]:
+    files = Files(fake)
+
     async def result(request: Request) -> Response:
-        return _answer(request, fake.media_file(request.path_params["task_id"], request.path_params["name"]))
+        return _answer(request, files.media_file(request.path_params["task_id"], request.path_params["name"]))
 
     async def upload(request: Request) -> Response:
-        return _answer(request, fake.upload_file(request.path_params["upload_id"]))
+        return _answer(request, files.upload_file(request.path_params["upload_id"]))
 
     return [
         Route("/media/uploads/{upload_id}/{filename}", upload, methods=["GET", "HEAD"]),

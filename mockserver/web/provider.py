@@ -29,6 +29,7 @@ from ..core.errors import ApiError, bad_request
 from ..core.faults import FAULT_HEADER
 from ..core.jsonio import dumps
 from ..core.media import Links, safe_filename
+from ..files import Files
 from ..service import DIALECT_HEADER, Facts, Fake, shortened
 from .http import JOURNAL_FACTS, JSON_TYPES, JSONResponse, facts_of, json_object, media_type
 
@@ -135,6 +136,7 @@ class ProviderRoutes:
 
     def __init__(self, fake: Fake) -> None:
         self.fake = fake
+        self.files = Files(fake)
         self.settings = fake.settings
         self.links = LinkCache(fake.settings.public_url)
         self.submit_video = self._submission("video")
@@ -233,7 +235,7 @@ class ProviderRoutes:
                 polled.view,
                 links,
                 url_shape=settings.unified_url_shape,
-                media_expires_at=self.fake.media_expires_at(polled.record, polled.view),
+                media_expires_at=self.files.media_expires_at(polled.record, polled.view),
                 video_items=settings.unified_video_items,
                 usd_per_credit=settings.usd_per_credit,
             )
@@ -257,7 +259,7 @@ class ProviderRoutes:
             content_type = (part.content_type or "").split(";")[0].strip().lower()
             data = await part.read()
             filename = safe_filename(part.filename, content_type)
-        upload = await fake.upload(
+        upload = await self.files.upload(
             account, filename, content_type, data, fault_header=request.headers.get(FAULT_HEADER), facts=facts
         )
         links = self.links(request.scope, request.headers.get("host"))
