@@ -6,6 +6,7 @@ lifetime"). Like the provider service it works on, it knows nothing of HTTP.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,9 +137,10 @@ class Files:
         """When a finished task's result files start answering 410 (``--media-clock``)."""
         s = self.settings
         ended = view.finished_at if view.finished_at is not None else record.created_at
-        return media.expires_at(
+        exact = media.expires_at(
             record.created_at, ended, retention=s.task_retention_seconds, ttl=s.media_ttl_seconds, clock=s.media_clock
         )
+        return float(math.floor(exact))  # the whole second expires_at shows: the clip stops when it says
 
     def upload_file(self, upload_id: str) -> MediaFile:
         """An uploaded file, served until its lifetime ends (then 410, and it is evicted)."""

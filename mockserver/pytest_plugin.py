@@ -38,7 +38,7 @@ that installs the package pays for it. The fake itself is imported by the fixtur
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -171,6 +171,23 @@ def apimart_mock(request: pytest.FixtureRequest) -> Iterator[MockControl]:
         _teardown_checks(request, control, wanted, fake.short_counts)
 
 
+SECRET_FLAGS = ("--api-keys", "--shared-accounts", "--control-token")  # their values are keys: never shown
+
+
+def shown_args(args: Sequence[str]) -> list[str]:
+    """Command-line arguments as a message may show them: the values of ``SECRET_FLAGS`` hidden."""
+    shown: list[str] = []
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if flag in SECRET_FLAGS and "=" in arg:
+            shown.append(f"{flag}=…")
+        elif shown and shown[-1] in SECRET_FLAGS:
+            shown.append("…")
+        else:
+            shown.append(arg)
+    return shown
+
+
 Scope = Literal["session", "package", "module", "class", "function"]
 SCOPES: tuple[Scope, ...] = ("session", "package", "module", "class", "function")
 
@@ -205,9 +222,8 @@ class _ServerPool:
             server = RunningServer(list(args), log=log)
             try:
                 control = server.__enter__()
-            except RuntimeError as exc:
-                output = log.read_text(errors="replace") if log.exists() else ""
-                pytest.fail(f"apimart_server could not start with {' '.join(args)}: {exc}\n{output}", pytrace=False)
+            except RuntimeError as exc:  # what the server printed is in the message already
+                pytest.fail(f"apimart_server could not start with {' '.join(shown_args(args))}: {exc}", pytrace=False)
             found = self._servers[args] = (server, control)
         return found[1]
 

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -22,6 +23,9 @@ ENV_PREFIX = "MOCKSERVER_"
 
 def _opt(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
     return field(default=default, metadata={"help": help, "choices": choices})
+
+
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a --shared-accounts name: never a key's text
 
 
 @dataclass(frozen=True)
@@ -184,8 +188,11 @@ class Settings:
         for number, group in enumerate(groups, 1):
             name, sep, keys = group.partition("=")
             named = [k.strip() for k in keys.split("+") if k.strip()]
-            if not sep or not name.strip() or not named:  # the group's keys are never repeated: they are secrets
-                raise ValueError(f"shared_accounts: account {number} is not NAME=KEY+KEY")
+            if not sep or not ACCOUNT_NAME.fullmatch(name.strip()) or not named:  # never repeated: keys are secrets
+                raise ValueError(
+                    f"shared_accounts: account {number} is not NAME=KEY+KEY "
+                    "(NAME: at most 64 letters, digits, '.', '_' or '-')"
+                )
             for key in named:
                 if found.setdefault(key, name.strip()) != name.strip():
                     raise ValueError(f"shared_accounts: a key of account {name.strip()!r} is named by another")

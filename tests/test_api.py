@@ -573,3 +573,17 @@ def test_unknown_routes_use_the_error_body(api: Api) -> None:
 def test_control_plane_can_be_switched_off(make_api: MakeApi) -> None:
     assert make_api().client.get("/__mock__/health").json()["status"] == "ok"
     assert make_api(control=False).client.get("/__mock__/health").status_code == 404
+
+
+def test_a_clip_stops_at_the_whole_second_its_expires_at_shows(make_api: MakeApi) -> None:
+    """expires_at is a whole second: with a clock that has a fraction, the clip stops at that second,
+    not a fraction later (a user's suite found it serving until expires_at + 0.5 s)."""
+    api = make_api(task_seconds=0)
+    api.clock.set(1_800_000_000.5)
+    task_id = api.submit_ok()
+    item = api.client.get(f"/v1/tasks/{task_id}").json()["data"]["result"]["videos"][0]
+    url = item["url"][0] if isinstance(item["url"], list) else item["url"]
+    api.clock.set(item["expires_at"] - 0.1)
+    assert api.client.get(url).status_code == 200
+    api.clock.set(item["expires_at"])
+    assert api.client.get(url).status_code == 410

@@ -3,7 +3,9 @@ from the fake's ledger (docs/evidence.md, "balance endpoints")."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ from mockserver import Settings, create_app
 from mockserver.core.accounts import account_id
 from mockserver.core.clock import VirtualClock
 from mockserver.core.spec import Spec
+from mockserver.pytest_plugin import shown_args
 from mockserver.testing.control import MockControl
 from mockserver.testing.transport import SyncASGITransport
 
@@ -167,3 +170,31 @@ def test_a_malformed_shared_accounts_setting_never_repeats_a_key() -> None:
     with pytest.raises(ValueError) as refused:
         Settings(shared_accounts="sk-live-AAAA+sk-live-BBBB").validated()
     assert "sk-live" not in str(refused.value) and "account 1" in str(refused.value)
+
+
+@pytest.mark.parametrize("header", ["Bearer ", "Bearer", "Basic abc", "dev"])
+def test_a_header_with_no_bearer_key_is_a_401_not_an_unknown_key(header: str) -> None:
+    """Only a key that is there but not known answers 200 success false; no key is a 401, as submit says."""
+    for c in client():
+        for path in PATHS:
+            refused = c.get(path, headers={"Authorization": header})
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == 401, (path, header)
+
+
+@pytest.mark.parametrize("value", ["sk-a+sk-b=team", "team name=ka", "x" * 65 + "=ka"])
+def test_a_shared_account_name_is_plain_so_keys_cannot_pass_for_one(value: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        Settings(shared_accounts=value).validated()
+    assert not [part for part in re.split(r"[=+]", value) if part in str(refused.value)]  # no key, no name
+
+
+@pytest.mark.e2e
+def test_a_server_that_cannot_start_says_why_without_the_keys(tmp_path: Path) -> None:
+    from mockserver.testing import RunningServer
+
+    with pytest.raises(RuntimeError) as failed:
+        RunningServer(["--shared-accounts", "=sk-SECRET+k2"]).__enter__()
+    assert "account 1 is not NAME=KEY+KEY" in str(failed.value) and "sk-SECRET" not in str(failed.value)
+    assert shown_args(["--task-seconds", "0", "--shared-accounts", "=sk-SECRET", "--api-keys=sk-X"]) == [
+        "--task-seconds", "0", "--shared-accounts", "…", "--api-keys=…"
+    ]  # fmt: skip

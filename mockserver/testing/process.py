@@ -7,12 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -48,6 +50,7 @@ class ServerProcess:
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
+        self._output: Any = None
 
     @property
     def base_url(self) -> str:
@@ -59,13 +62,17 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOCKSERVER_")}
         env.update(self.env)
-        output = open(self.log, "wb") if self.log else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
+        # What it prints goes to the log, or to a file of its own: a server that stops at start says why.
+        self._output = open(self.log, "w+b") if self.log else tempfile.TemporaryFile()  # noqa: SIM115 - stop()
         started = time.perf_counter()
-        self.process = subprocess.Popen(self.command(), env=env, stdout=output, stderr=subprocess.STDOUT)  # noqa: S603
+        self.process = subprocess.Popen(  # noqa: S603
+            self.command(), env=env, stdout=self._output, stderr=subprocess.STDOUT
+        )
         deadline = started + self.startup_timeout
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"mockserver exited with {self.process.returncode} before it was ready")
+                code = self.process.returncode
+                raise RuntimeError(f"mockserver exited with {code} before it was ready{self._said()}")
             try:
                 with urllib.request.urlopen(f"{self.base_url}/openapi.json", timeout=1) as response:  # noqa: S310
                     if response.status == 200:
@@ -75,6 +82,16 @@ class ServerProcess:
                 time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"mockserver did not answer on {self.base_url} within {self.startup_timeout} s")
+
+    def _said(self) -> str:
+        """The end of what the server printed, for an error message ("" when it printed nothing)."""
+        output = getattr(self, "_output", None)
+        if output is None:
+            return ""
+        output.flush()
+        output.seek(0)
+        text = output.read()[-2000:].decode(errors="replace").strip()
+        return f": {text}" if text else ""
 
     def stop(self) -> str:
         """Stop the server (SIGINT, as Ctrl-C does); return what it printed when a log was kept."""
@@ -86,6 +103,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        output, self._output = getattr(self, "_output", None), None
+        if output is not None:
+            output.close()
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
 
     def __enter__(self) -> ServerProcess:

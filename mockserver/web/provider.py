@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from ..core import dialects, ledger
+from ..core.accounts import bearer_token
 from ..core.errors import ApiError, bad_request
 from ..core.faults import FAULT_HEADER
 from ..core.jsonio import dumps
@@ -282,7 +283,7 @@ class ProviderRoutes:
         try:
             account = await fake.authorize(header, facts)
         except ApiError as exc:
-            if exc.status == 401 and header and header.strip():
+            if exc.status == 401 and bearer_token(header) is not None:
                 return JSONResponse(ledger.UNKNOWN_KEY)  # a key that is not known: a 200, as the page shows
             raise
         remaining, spent = fake.balance(account)
