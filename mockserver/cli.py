@@ -55,6 +55,17 @@ def http_protocol(settings: Settings) -> dict[str, Any]:
     return {"http": "mockserver.protocol:BoundedHttpToolsProtocol"}
 
 
+def any_free_port(host: str) -> int:
+    """A port of ``host`` that is free now (the server binds it a moment later)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def check_address(host: str, port: int) -> None:
     """Bind the address once, as the server will: OSError (in use, not ours, unknown host) now."""
     import socket
@@ -91,6 +102,8 @@ def serve(settings: Settings) -> int:
 
     from .web.app import create_app
 
+    if settings.port == 0:  # any free port, chosen now: the start-up line and the result URLs name it
+        settings = settings.replace(port=any_free_port(settings.host))
     # Worker processes rebuild the settings from the environment.
     os.environ.update(settings.to_env())
     try:

@@ -80,3 +80,33 @@ def test_bad_setting_is_refused_before_start() -> None:
     )
     assert result.returncode == 2
     assert "task_seconds" in result.stderr
+
+
+@pytest.mark.e2e
+def test_port_0_serves_on_a_free_port_that_the_start_up_line_and_the_result_urls_name() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mockserver", "serve", "--port", "0", "--task-seconds", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = next(line for line in process.stdout if "serving on" in line)
+        base = line.split("serving on ", 1)[1].split(" ", 1)[0]
+        assert not base.endswith(":0"), line
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                submitted = httpx.post(base + VIDEO, json={"prompt": "p", "image_urls": ["https://e.com/a.png"]},
+                                       headers=AUTH, timeout=5)  # fmt: skip
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the announced port never answered"
+                time.sleep(0.05)
+        task_id = submitted.json()["data"][0]["task_id"]
+        url = httpx.get(f"{base}/v1/midjourney/{task_id}", headers=AUTH, timeout=5).json()["video_url"]
+        assert url.startswith(base + "/media/"), url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
