@@ -21,13 +21,12 @@ import dataclasses
 import functools
 import math
 import random
-import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .core import canned, clips, faults, images, jsonio, ledger, lifecycle, replay, submission
-from .core.accounts import account_id, bearer_token, key_id, shared_account_id
+from .core.accounts import ACCOUNT_ID, account_id, bearer_token, key_id, shared_account_id
 from .core.canned import CannedResponse
 from .core.clock import LATEST, Clock, ShiftedClock, pause
 from .core.errors import (
@@ -63,7 +62,6 @@ __all__ = ["Accepted", "Fake", "Polled", "Store", "shortened"]
 Facts = MutableMapping[str, Any]
 DIALECT_HEADER = "X-Mock-Dialect"
 DIALECTS = ("unified", "mj")
-ACCOUNT_ID = re.compile(r"acct_[0-9a-f]{16}")
 ACCOUNTS_KEPT = 4096  # Authorization headers remembered with their account
 EVICT_BATCH = 1000  # tasks one submission evicts at most: eviction never holds a request for long
 
@@ -108,9 +106,9 @@ class Fake:
         self.prices = ledger.load_prices(settings.price_table, settings.prices)
         self.rng = random.Random(settings.seed)
         self.accepted_keys = settings.accepted_keys()
+        # A shared key's own account id -> the account it shares (``--shared-accounts``); no key is kept.
         shared = settings.key_accounts()
-        self.key_accounts = {key: shared_account_id(name) for key, name in shared.items()}
-        self._shared_by_id = {account_id(key): account for key, account in self.key_accounts.items()}
+        self._shared_by_id = {account_id(key): shared_account_id(name) for key, name in shared.items()}
         self._accounts: dict[str | None, str] = {}  # Authorization header -> its account (valid ones only)
         self._in_flight: set[tuple[str, str]] = set()  # idempotency keys being handled in this process
         self._next_sweep = 0.0
@@ -147,7 +145,7 @@ class Fake:
             account = self._account_of(authorization)
         if facts is not None:
             facts["account"] = account
-            if self.key_accounts:
+            if self._shared_by_id:
                 self._note_key(authorization, facts)
         if count:
             self._rate_limit(account)
@@ -171,8 +169,7 @@ class Fake:
 
     def account_of_token(self, token: str) -> str:
         """The account a key stands for: its own, or the one it shares (``--shared-accounts``)."""
-        own = account_id(token)
-        return self._shared_by_id.get(own, own) if self._shared_by_id else own
+        return self.account_alias(account_id(token))
 
     def account_named(self, name: str) -> str:
         """The account a control request names: an account id (a shared key's own id is its shared
@@ -186,7 +183,7 @@ class Fake:
     def _note_key(self, authorization: str | None, facts: Facts) -> None:
         """Which key of a shared account asks (``key_id``): its tasks count towards what it spent."""
         token = bearer_token(authorization)
-        if token is not None and token in self.key_accounts:
+        if token is not None and account_id(token) in self._shared_by_id:
             facts["key_id"] = key_id(token)
 
     async def authorize(self, authorization: str | None, facts: Facts | None = None) -> str:

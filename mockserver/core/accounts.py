@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import sys
+
+ACCOUNT_ID = re.compile(r"acct_[0-9a-f]{16}")  # what ``account_id`` makes
 
 
 @functools.lru_cache(maxsize=4096)  # a client sends its token with every request: hash it once

@@ -12,13 +12,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 from collections import defaultdict
 from typing import Any
 
 import httpx
 
-from ..core.accounts import account_id
+from ..core.accounts import ACCOUNT_ID, account_id
 
 
 def short(item: dict[str, Any], *, check_probability: bool = False) -> bool:
@@ -273,7 +272,7 @@ class AccountControl:
     def __init__(self, http: httpx.Client, token_or_account: str) -> None:
         self._http = http
         self.name = token_or_account
-        named = re.fullmatch(r"acct_[0-9a-f]{16}", token_or_account) is not None
+        named = ACCOUNT_ID.fullmatch(token_or_account) is not None
         self.id = token_or_account if named else account_id(token_or_account)  # a token never goes in a URL
 
     def settings(self) -> dict[str, Any]:

@@ -85,7 +85,7 @@ class ServerProcess:
 
     def _said(self) -> str:
         """The end of what the server printed, for an error message ("" when it printed nothing)."""
-        output = getattr(self, "_output", None)
+        output = self._output
         if output is None:
             return ""
         output.flush()
@@ -103,7 +103,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        output, self._output = getattr(self, "_output", None), None
+        output, self._output = self._output, None
         if output is not None:
             output.close()
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
