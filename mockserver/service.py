@@ -379,10 +379,10 @@ class Fake:
         script = self.replay.match(body, endpoint) if self.replay is not None else None
         if script is not None:  # a recorded submission (--replay DIR) runs as it was recorded
             record = script.apply(record)
-        if fingerprint is not None:
-            record = dataclasses.replace(record, params={**record.params, "fingerprint": fingerprint})
-        if "key_id" in facts:  # a key of a shared account: what it spent is told apart (GET /v1/balance)
-            record = dataclasses.replace(record, params={**record.params, "key_id": facts["key_id"]})
+        key_of = facts.get("key_id")  # a key of a shared account: what it spent is told apart (GET /v1/balance)
+        if fingerprint is not None or key_of is not None:  # one copy of the record for both
+            extra = _kept(fingerprint=fingerprint, key_id=key_of)
+            record = dataclasses.replace(record, params={**record.params, **extra})
         return await self._accept(record, key, fault, facts)
 
     async def _accept(self, record: TaskRecord, key: str | None, fault: Fault | None, facts: Facts) -> Accepted:

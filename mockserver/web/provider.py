@@ -100,7 +100,7 @@ def scope_facts(scope: Scope) -> Facts:
 
 
 async def read_json_body(content_type: str | None, receive: Receive) -> tuple[dict[str, Any], int]:
-    """The body as a JSON object and its size in bytes, or the provider's 400/415 ."""
+    """The body as a JSON object and its size in bytes, or the provider's 400/415."""
     if content_type is not None:
         kind = content_type.split(";", 1)[0].strip().lower()
         if kind not in JSON_TYPES and not kind.endswith("+json"):
