@@ -9,6 +9,7 @@ near 1 (the target: within 10 %). A figure, not a test: timing on a shared machi
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ def measure(
     fakes = {}
     for size in (0, history):
         store = full_store(kind, folder, size)
-        store.set_balance("acct_a", 1e12)
+        asyncio.run(store.set_balance("acct_a", 1e12))
         fakes[size] = Fake.open(Settings(task_seconds=10.0), clock=VirtualClock(), store=store)
         submit(fakes[size], 20)  # warm up (the full store moves its due refunds once, here)
     best = {0: 0.0, history: 0.0}

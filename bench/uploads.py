@@ -15,6 +15,7 @@ calls and the records they read do not grow with the uploads held).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import struct
 import tempfile
@@ -60,10 +61,14 @@ class Level:
             transport=SyncASGITransport(app), base_url="http://testserver", headers={"Authorization": "Bearer bench"}
         )
         self.upload()  # one through the app: whose account the token is
-        account = store.upload_records()[0].account
+        asyncio.run(self._hold(store, held - 1))
+
+    async def _hold(self, store: Store, count: int) -> None:
+        """``count`` more uploads of the same account, put straight into the store."""
+        account = (await store.upload_records())[0].account
         now = self.clock.now()
-        for n in range(held - 1):
-            store.put_upload(UploadRecord(f"upl_held{n:06d}", account, "a.png", "image/png", len(PNG), now, PNG))
+        for n in range(count):
+            await store.put_upload(UploadRecord(f"upl_held{n:06d}", account, "a.png", "image/png", len(PNG), now, PNG))
 
     def upload(self) -> None:
         response = self.client.post(UPLOAD, files={"file": ("a.png", PNG, "image/png")})

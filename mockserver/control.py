@@ -12,7 +12,7 @@ import base64
 import binascii
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .core import faults, jsonio, ledger, lifecycle, matching, seeding, submission
@@ -40,17 +40,22 @@ class ControlPlane:
         self.clock = fake.clock
         self.settings = fake.settings
 
-    def reset(self, account: str | None = None) -> None:
+    async def reset(self, account: str | None = None) -> None:
         """Forget one account's state, or everything (the clock included)."""
-        self.store.reset(account)
+        await self.store.reset(account)
         reset_clock = getattr(self.clock, "reset", None)
         if account is None and reset_clock is not None:
             reset_clock()
+            await self.fake.save_clock()
 
-    def fault_rules(self) -> list[FaultRule]:
-        return self.store.fault_rules()
+    async def save_clock(self) -> None:
+        """The clock moved: its state written for every worker (``service.StoreClock``)."""
+        await self.fake.save_clock()
 
-    def add_fault_rule(
+    async def fault_rules(self) -> list[FaultRule]:
+        return await self.store.fault_rules()
+
+    async def add_fault_rule(
         self,
         name: str,
         params: dict[str, Any] | None = None,
@@ -75,18 +80,18 @@ class ControlPlane:
             times=times,
             probability=faults.probability(probability),
         )
-        self.store.put_fault_rule(rule)
+        await self.store.put_fault_rule(rule)
         return rule
 
-    def delete_fault_rule(self, rule_id: str) -> None:
-        if not self.store.delete_fault_rule(rule_id):
+    async def delete_fault_rule(self, rule_id: str) -> None:
+        if not await self.store.delete_fault_rule(rule_id):
             raise ApiError(404, f"no rule {rule_id}", type=NOT_FOUND, param="rule_id")
 
-    def clear_fault_rules(self) -> None:
-        for rule in self.store.fault_rules():
-            self.store.delete_fault_rule(rule.id)
+    async def clear_fault_rules(self) -> None:
+        for rule in await self.store.fault_rules():
+            await self.store.delete_fault_rule(rule.id)
 
-    def journal(
+    async def journal(
         self,
         since: int = 0,
         *,
@@ -99,7 +104,7 @@ class ControlPlane:
     ) -> list[dict[str, Any]]:
         entries = [
             e
-            for e in self.store.journal(since)
+            for e in await self.store.journal(since)
             if (not method or e["method"] == method.upper())
             and (not path or e["path"].startswith(path))
             and (account is None or e.get("account") == account)
@@ -108,16 +113,13 @@ class ControlPlane:
         ]
         return entries[-limit:] if limit else entries
 
-    def ledger(self, account: str | None = None, *, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+    async def ledger(self, account: str | None = None, *, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
         """What each account spent, and the entries (one page of them with ``limit``). The tasks are
         read a page at a time and let go of: the entries held are those of the page."""
-        balances = self.store.balances()
+        balances = await self.store.balances()
         if account is not None:
             balances = {account: balances.get(account, self.settings.default_balance)}
-        records = self.all_tasks(account)
-        summary = ledger.summary(
-            records, self.clock.now(), balances, self.settings.default_balance, offset=offset, limit=limit
-        )
+        summary = await self._summary(account, balances, offset=offset, limit=limit)
         usd = self.settings.usd_per_credit
         return {
             **summary,
@@ -126,20 +128,24 @@ class ControlPlane:
             "prices": self.fake.prices,
         }
 
-    def all_tasks(self, account: str | None = None) -> Iterator[TaskRecord]:
-        """Every task (of ``account``), oldest first, read from the store ``STATUS_CHUNK`` at a time."""
+    async def _summary(
+        self, account: str | None, balances: Mapping[str, float | None], *, offset: int = 0, limit: int | None = None
+    ) -> dict[str, Any]:
+        """``ledger.summary`` of every task (of ``account``), read from the store ``STATUS_CHUNK`` at a
+        time and let go of: the entries held are those of the page."""
+        found = ledger.Summary(self.clock.now(), offset=offset, limit=limit)
         start = 0
         while True:
-            chunk = self.store.task_page(account, offset=start, limit=STATUS_CHUNK)
-            yield from chunk
+            chunk = await self.store.task_page(account, offset=start, limit=STATUS_CHUNK)
+            found.add(chunk)
             if len(chunk) < STATUS_CHUNK:
-                return
+                return found.result(balances, self.settings.default_balance)
             start += STATUS_CHUNK
 
-    def set_balance(self, account: str, amount: float | None) -> None:
+    async def set_balance(self, account: str, amount: float | None) -> None:
         if amount is not None and not (math.isfinite(amount) and 0 <= amount <= 1e15):
             raise bad_request("balance must be a finite number from 0 to 1e15, or null", "balance")
-        self.store.set_balance(account, amount)
+        await self.store.set_balance(account, amount)
 
     def internal_task(self, record: TaskRecord) -> dict[str, Any]:
         view = lifecycle.view(record, self.clock.now())
@@ -153,7 +159,7 @@ class ControlPlane:
             },
         }
 
-    def tasks(
+    async def tasks(
         self,
         account: str | None = None,
         *,
@@ -166,14 +172,14 @@ class ControlPlane:
         reads the page only (and keeps the count). A status is worked out from the clock, so with one
         every task is looked at to count the matches, a chunk at a time, none kept but the page's."""
         if not status:
-            page = self.store.task_page(account, newest_first=newest_first, offset=offset, limit=limit)
-            return [self.internal_task(r) for r in page], self.store.task_count(account)
+            page = await self.store.task_page(account, newest_first=newest_first, offset=offset, limit=limit)
+            return [self.internal_task(r) for r in page], await self.store.task_count(account)
         now = self.clock.now()
         wanted = status.upper()
         end = None if limit is None else offset + limit
         matched, kept, start = 0, [], 0
         while True:
-            chunk = self.store.task_page(account, newest_first=newest_first, offset=start, limit=STATUS_CHUNK)
+            chunk = await self.store.task_page(account, newest_first=newest_first, offset=start, limit=STATUS_CHUNK)
             for record in chunk:
                 if lifecycle.view(record, now).status.value == wanted:
                     if matched >= offset and (end is None or matched < end):
@@ -183,25 +189,27 @@ class ControlPlane:
                 return [self.internal_task(r) for r in kept], matched
             start += STATUS_CHUNK
 
-    def task(self, task_id: str) -> dict[str, Any]:
-        record = self.store.get_task(task_id)
+    async def task(self, task_id: str) -> dict[str, Any]:
+        record = await self.store.get_task(task_id)
         if record is None:
             raise ApiError(404, f"task {task_id} not found", type=NOT_FOUND, param="task_id")
         return self.internal_task(record)
 
-    def rule_listing(self) -> list[FaultRule]:
+    async def rule_listing(self) -> list[FaultRule]:
         """The fault rules in force, each with how often it has fired."""
-        counts = self.store.fault_rule_counts()
-        return [dataclasses.replace(r, fired=counts.get(r.id, 0)) for r in self.store.fault_rules()]
+        counts = await self.store.fault_rule_counts()
+        return [dataclasses.replace(r, fired=counts.get(r.id, 0)) for r in await self.store.fault_rules()]
 
-    def verify(self, expectation: matching.Expectation, times: int | None = None, since: int = 0) -> dict[str, Any]:
+    async def verify(
+        self, expectation: matching.Expectation, times: int | None = None, since: int = 0
+    ) -> dict[str, Any]:
         """Whether the journal (after ``since``) holds the requests ``expectation`` describes, ``times``
         times (None: at least once); with the near misses when it does not (``core.matching``)."""
         if times is not None and times < 0:
             raise bad_request("times must be 0 or more", "times")
-        return matching.verification(expectation, self.store.journal(since), times)
+        return matching.verification(expectation, await self.store.journal(since), times)
 
-    def seed_task(
+    async def seed_task(
         self,
         account: str,
         *,
@@ -231,7 +239,7 @@ class ControlPlane:
             timing = seeding.timing(wanted, self.clock.now(), duration, progress, ago)
         except ValueError as exc:
             raise bad_request(str(exc), "progress" if progress is not None else "ended_seconds_ago") from None
-        if task_id is not None and self.store.get_task(task_id) is not None:
+        if task_id is not None and await self.store.get_task(task_id) is not None:
             raise ApiError(409, f"a task {task_id} exists already", type=CONFLICT, param="id")
         params: dict[str, Any] = {"seeded": True}
         if timing.not_start_seconds:
@@ -249,7 +257,7 @@ class ControlPlane:
             unit_price=ledger.unit_price(self.fake.prices, fields["price_key"]) if charged else 0.0,
             **fields,
         )
-        self.store.put_task(record)
+        await self.store.put_task(record)
         return record
 
     @staticmethod
@@ -296,29 +304,29 @@ class ControlPlane:
             "params": {**params, "requested_video_type": kind, "requested_batch_size": batch_size, "notes": []},
         }
 
-    def export_state(self, *, upload_data: bool = False) -> dict[str, Any]:
+    async def export_state(self, *, upload_data: bool = False) -> dict[str, Any]:
         """Every account's tasks, uploads (metadata; their bytes too with ``upload_data``), balances,
         settings, the fault rules and canned responses (with their counts) and the clock, as one
         JSON document ``import_state`` takes back."""
         uploads = []
-        for upload in self.store.upload_records():
+        for upload in await self.store.upload_records():
             meta = {k: getattr(upload, k) for k in ("id", "account", "filename", "content_type", "size", "created_at")}
             if upload_data:
-                full = self.store.get_upload(upload.id)
+                full = await self.store.get_upload(upload.id)
                 meta["data"] = base64.b64encode(full.data if full is not None else b"").decode("ascii")
             uploads.append(meta)
         return {
             "version": STATE_VERSION,
             "clock": {"now": self.clock.now(), "frozen": bool(getattr(self.clock, "frozen", True))},
-            "tasks": [record.to_dict() for record in self.store.tasks()],
+            "tasks": [record.to_dict() for record in await self.store.tasks()],
             "uploads": uploads,
-            "balances": self.store.balances(),
-            "account_settings": self.store.all_account_settings(),
-            "fault_rules": [rule.to_dict() for rule in self.rule_listing()],
-            "canned_responses": [response.to_dict() for response in self.store.canned_responses()],
+            "balances": await self.store.balances(),
+            "account_settings": await self.store.all_account_settings(),
+            "fault_rules": [rule.to_dict() for rule in await self.rule_listing()],
+            "canned_responses": [response.to_dict() for response in await self.store.canned_responses()],
         }
 
-    def import_state(self, document: Mapping[str, Any]) -> dict[str, Any]:
+    async def import_state(self, document: Mapping[str, Any]) -> dict[str, Any]:
         """Replace the whole state (the journal is emptied) with a document ``export_state`` made.
         The clock moves forward to the document's time when it can; when it is past it already
         (a clock never goes back), every time in the document is shifted by the difference, so
@@ -360,9 +368,10 @@ class ControlPlane:
             fault_rules=rules,
             canned_responses=responses,
         )
-        self.store.replace_state(image)  # one atomic step: a store failing part way leaves the old state
+        await self.store.replace_state(image)  # one atomic step: a store failing part way leaves the old state
         # The clock moves once the state is in place (check_state bounded clock.now: the move is not refused).
         self._adopt_clock(clock.get("now"), clock.get("frozen"), shift)
+        await self.fake.save_clock()
         return {
             "tasks": len(records),
             "uploads": len(uploads),
@@ -391,7 +400,7 @@ class ControlPlane:
         elif frozen is False and hasattr(self.clock, "unfreeze"):
             self.clock.unfreeze()
 
-    def add_canned_response(self, spec: Mapping[str, Any], account: str | None = None) -> CannedResponse:
+    async def add_canned_response(self, spec: Mapping[str, Any], account: str | None = None) -> CannedResponse:
         """A canned response from its control-plane body (validated by ``spec/control.yaml``)."""
         path = str(spec["path"])
         if not path.startswith("/"):
@@ -414,23 +423,23 @@ class ControlPlane:
                 "headers": headers,
             }
         )
-        self.store.put_canned_response(response)
+        await self.store.put_canned_response(response)
         return response
 
-    def canned_listing(self) -> list[CannedResponse]:
-        return self.store.canned_responses()
+    async def canned_listing(self) -> list[CannedResponse]:
+        return await self.store.canned_responses()
 
-    def delete_canned_response(self, response_id: str) -> None:
-        if not self.store.delete_canned_response(response_id):
+    async def delete_canned_response(self, response_id: str) -> None:
+        if not await self.store.delete_canned_response(response_id):
             raise ApiError(404, f"no canned response {response_id}", type=NOT_FOUND, param="response_id")
 
-    def clear_canned_responses(self) -> None:
-        for response in self.store.canned_responses():
-            self.store.delete_canned_response(response.id)
+    async def clear_canned_responses(self) -> None:
+        for response in await self.store.canned_responses():
+            await self.store.delete_canned_response(response.id)
 
-    def configure_account(self, account: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+    async def configure_account(self, account: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Merge ``changes`` into the account's settings (a null value removes one); the settings now."""
-        current = self.store.account_settings(account)
+        current = await self.store.account_settings(account)
         for name, value in changes.items():
             if name not in ACCOUNT_SETTINGS:
                 raise bad_request(f"unknown account setting {name!r}; known: {', '.join(ACCOUNT_SETTINGS)}", name)
@@ -440,14 +449,12 @@ class ControlPlane:
                 raise bad_request(f"{name} must be one of {', '.join(ACCOUNT_SETTINGS[name])}", name)
             else:
                 current[name] = value
-        self.store.set_account_settings(account, current)
+        await self.store.set_account_settings(account, current)
         return current
 
-    def spend_report(self) -> str:
+    async def spend_report(self) -> str:
         """One line on what the run would have cost on the real API."""
-        summary = ledger.summary(
-            self.all_tasks(), self.clock.now(), self.store.balances(), self.settings.default_balance, limit=0
-        )
+        summary = await self._summary(None, await self.store.balances(), limit=0)
         accounts = summary["accounts"]
         tasks = sum(a["tasks"] for a in accounts.values())
         usd = summary["total_spent"] * self.settings.usd_per_credit

@@ -82,13 +82,13 @@ class Files:
             created_at=self.clock.now(),
             data=data,
         )
-        self._store_within_quota(upload)
+        await self._store_within_quota(upload)
         return upload
 
-    def _store_within_quota(self, upload: UploadRecord) -> None:
+    async def _store_within_quota(self, upload: UploadRecord) -> None:
         """Evict expired uploads, then store the upload, or refuse it (413) beyond the account's or the
         server's byte quota: one atomic store call, against the store's running totals (no listing)."""
-        refused = self.store.put_upload(
+        refused = await self.store.put_upload(
             upload,
             account_quota=self.settings.upload_quota_bytes,
             total_quota=self.settings.upload_total_bytes,
@@ -106,9 +106,9 @@ class Files:
             )
         raise ApiError(413, "the server's upload storage is full; retry when older uploads expire", param="file")
 
-    def media_file(self, task_id: str, name: str) -> MediaFile:
+    async def media_file(self, task_id: str, name: str) -> MediaFile:
         """The file a result URL names (404 unknown or not finished, 410 past its lifetime)."""
-        record = self.store.get_task(task_id)
+        record = await self.store.get_task(task_id)
         missing = ApiError(404, f"no media at /media/{task_id}/{name}", type=NOT_FOUND, param=None)
         if record is None or record.outcome in (FAILURE_OUTCOME, NEVER_OUTCOME, CANCEL_OUTCOME):
             raise missing
@@ -142,12 +142,12 @@ class Files:
         )
         return float(math.floor(exact))  # the whole second expires_at shows: the clip stops when it says
 
-    def upload_file(self, upload_id: str) -> MediaFile:
+    async def upload_file(self, upload_id: str) -> MediaFile:
         """An uploaded file, served until its lifetime ends (then 410, and it is evicted)."""
-        upload = self.store.get_upload(upload_id)
+        upload = await self.store.get_upload(upload_id)
         if upload is None:
             raise ApiError(404, f"no upload {upload_id}", type=NOT_FOUND, param=None)
         if self.clock.now() >= upload.created_at + self.settings.upload_ttl_seconds:
-            self.store.delete_upload(upload_id)
+            await self.store.delete_upload(upload_id)
             raise ApiError(410, f"upload {upload_id} has expired", type=NOT_FOUND, param=None)
         return MediaFile(upload.content_type, data=upload.data)

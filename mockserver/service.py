@@ -54,8 +54,7 @@ from .core.records import (
 )
 from .core.spec import Spec
 from .settings import Settings
-from .store import AccountLimit, MemoryStore, Overdraft, Store, open_store
-from .store.aio import HotStore, Inline, SharedClock, hot
+from .store import AccountLimit, Overdraft, Store, open_store
 
 __all__ = ["Accepted", "Fake", "Polled", "Store", "shortened"]
 
@@ -81,6 +80,29 @@ class Polled:
     view: lifecycle.TaskView
 
 
+class StoreClock:
+    """The state of the server's ``ShiftedClock``, which every worker shares through the store: read from
+    the store's copy of the shared settings (made current once per request, not at every reading), a
+    move noted there at once and written by ``save`` (the control plane's, which moves it)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.unsaved: tuple[float, float | None] | None = None
+
+    def clock_state(self) -> tuple[float, float | None]:
+        return self.store.shared().clock
+
+    def set_clock_state(self, offset: float, frozen_at: float | None) -> None:
+        self.unsaved = (offset, frozen_at)
+        self.store.note_clock(self.unsaved)
+
+    async def save(self) -> None:
+        """Write the last move for every worker (nothing when the clock did not move)."""
+        state, self.unsaved = self.unsaved, None
+        if state is not None:
+            await self.store.set_clock_state(*state)
+
+
 class Fake:
     """The fake API's behaviour, over a store and a clock."""
 
@@ -94,8 +116,7 @@ class Fake:
             timeout = settings.store_timeout_seconds
             store = open_store(settings.state, settings.journal_size, settings.journal_max_bytes, timeout=timeout)
         if clock is None:
-            found = hot(store)  # a store that keeps a copy of the clock's offset: read from the copy
-            clock = ShiftedClock(state=store if found.shared() is None else SharedClock(store, found))
+            clock = ShiftedClock(state=StoreClock(store))
         return cls(settings, store, clock, spec)
 
     def __init__(self, settings: Settings, store: Store, clock: Clock, spec: Spec | None = None) -> None:
@@ -114,15 +135,7 @@ class Fake:
         self._next_sweep = 0.0
         self._default_limit = AccountLimit(settings.default_balance)  # settings never change: made once
         self._ulid = UlidMaker()  # monotonic ids from the fake's clock (the ulid package's policy)
-        # The hot path's store calls (submissions, polls, the journal): at once on the memory store; off the
-        # event loop, or through an asyncio client, on SQLite and Redis (``store.aio``).
-        self.hot: HotStore = hot(store)
-        self.refreshes = self.hot.shared() is not None  # shared settings kept as a copy: refresh per request
-        self.inline = isinstance(self.hot, Inline)  # the store answers from memory: called at once
         self.counts_requests = settings.rate_limit_per_minute > 0  # a route need not ``authorize`` otherwise
-        self._append: Callable[[Entry], Any] = (
-            store.append_entry if isinstance(store, MemoryStore) else self.hot.append_entry
-        )
         self.batch_sizes = tuple(self.spec.enum("VideoRequest", "batch_size"))
         self.video_defaults = {
             name: self.spec.default("VideoRequest", name) for name in ("video_type", "motion", "animate_mode")
@@ -137,9 +150,9 @@ class Fake:
 
     # -- who is asking ------------------------------------------------------------------
 
-    def account(self, authorization: str | None, facts: Facts | None = None, *, count: bool = True) -> str:
-        """'Authorization: Bearer <token>'; each token is its own account. 401 otherwise;
-        429 when the account is over its rate limit."""
+    def account(self, authorization: str | None, facts: Facts | None = None) -> str:
+        """'Authorization: Bearer <token>'; each token is its own account. 401 otherwise (the rate
+        limit is ``authorize``'s)."""
         account = self._accounts.get(authorization)  # a client sends the same header with every request
         if account is None:
             account = self._account_of(authorization)
@@ -147,8 +160,6 @@ class Fake:
             facts["account"] = account
             if self._shared_by_id:
                 self._note_key(authorization, facts)
-        if count:
-            self._rate_limit(account)
         return account
 
     def _account_of(self, authorization: str | None) -> str:
@@ -190,26 +201,17 @@ class Fake:
         """``account`` for a route: the rate limit's count is taken without holding the event loop."""
         if self.settings.rate_limit_per_minute <= 0:
             return self.account(authorization, facts)
-        account = self.account(authorization, facts, count=False)
+        account = self.account(authorization, facts)
         now = self.clock.now()
         window = int(now // 60)
-        self._over_limit(await self.hot.hit(account, window), now, window)
+        self._over_limit(await self.store.hit(account, window), now, window)
         return account
 
     async def begin(self) -> None:
         """Once per request, first: make this process's copy of the shared settings (the clock's offset,
         fault rules, canned responses, accounts' settings) current, when the store keeps one."""
-        if self.refreshes:
-            with contextlib.suppress(StoreUnavailable):  # the last copy serves; the request's own calls say 503
-                await self.hot.refresh()
-
-    def _rate_limit(self, account: str) -> None:
-        limit = self.settings.rate_limit_per_minute
-        if limit <= 0:
-            return
-        now = self.clock.now()
-        window = int(now // 60)
-        self._over_limit(self.store.hit(account, window), now, window)
+        with contextlib.suppress(StoreUnavailable):  # the last copy serves; the request's own calls say 503
+            await self.store.refresh()
 
     def _over_limit(self, count: int, now: float, window: int) -> None:
         limit = self.settings.rate_limit_per_minute
@@ -241,14 +243,13 @@ class Fake:
         while True:
             picked: list[str] = []
             fault = faults.choose(None, prompt, pending, endpoint, account, body, self.rng, _picking(picked))
-            if not picked or await self.hot.fire_fault_rule(picked[0]):
+            if not picked or await self.store.fire_fault_rule(picked[0]):
                 return fault
             index = next(n for n, rule in enumerate(pending) if rule.id == picked[0])
             pending = pending[index + 1 :]
 
-    def _rules(self) -> list[FaultRule] | tuple[FaultRule, ...]:
-        shared = self.hot.shared()
-        return shared.rules if shared is not None else self.store.fault_rules()
+    def _rules(self) -> tuple[FaultRule, ...]:
+        return self.store.shared().rules
 
     def canned_possible(self) -> bool:
         """Whether any canned response is kept: when none is, a request need not be asked about them (a
@@ -258,9 +259,8 @@ class Fake:
         except StoreUnavailable:
             return True
 
-    def _canned(self) -> list[CannedResponse] | tuple[CannedResponse, ...]:
-        shared = self.hot.shared()
-        return shared.canned if shared is not None else self.store.canned_responses()
+    def _canned(self) -> tuple[CannedResponse, ...]:
+        return self.store.shared().canned
 
     async def apply_fault(self, fault: Fault | None, facts: Facts | None = None) -> None:
         """A request-level fault's effect: latency (on the injected clock), a refusal, or a wire
@@ -304,9 +304,9 @@ class Fake:
         if key is None:
             return await self._submit(endpoint, account, body, None, header_fault, facts)
         fingerprint = submission.body_fingerprint(endpoint, body)
-        earlier = await self.hot.idempotent_task(account, key)
+        earlier = await self.store.idempotent_task(account, key)
         if earlier is not None:
-            self._same_body(await self.hot.get_task(earlier), fingerprint)
+            self._same_body(await self.store.get_task(earlier), fingerprint)
             await self.apply_fault(header_fault, facts)
             facts.update(task_id=earlier, replayed=True)
             return Accepted(earlier, replayed=True, fault=header_fault)
@@ -359,7 +359,7 @@ class Fake:
         uploads = await self._uploads_named(body) if _upload_links(body) else {}
         if endpoint == "video":
             task_id = body.get("task_id")
-            parent = await self.hot.get_task(task_id) if isinstance(task_id, str) and task_id else None
+            parent = await self.store.get_task(task_id) if isinstance(task_id, str) and task_id else None
             job = submission.video_job(
                 body,
                 policy=self.settings.batch_size_policy,
@@ -391,10 +391,7 @@ class Fake:
         if record.created_at >= self._next_sweep:
             await self.sweep()
         limit = self._default_limit if record.charge else None  # the balance, read in the same step
-        if self.inline:  # a store in memory: at once, no coroutine
-            stored = self.store.put_task_once(record, key, limit)
-        else:
-            stored = await self.hot.put_task_once(record, key, limit)
+        stored = await self.store.put_task_once(record, key, limit)
         winner = self._check_balance(record, stored)
         if winner != record.id:
             facts.update(task_id=winner, replayed=True)
@@ -458,9 +455,7 @@ class Fake:
             }
         )
 
-    def video_record(
-        self, account: str, fault: Fault | None, job: submission.VideoJob, uploads: Uploads | None = None
-    ) -> TaskRecord:
+    def video_record(self, account: str, fault: Fault | None, job: submission.VideoJob, uploads: Uploads) -> TaskRecord:
         """The task a video submission the rules accepted becomes."""
         return self._new_record(
             account,
@@ -486,28 +481,22 @@ class Fake:
             },
         )
 
-    def _aspect(self, url: str | None, uploads: Uploads | None = None) -> str:
+    def _aspect(self, url: str | None, uploads: Uploads) -> str:
         """The clip's frame follows the start frame's aspect ratio, where the fake can read the frame
         (a ``data:`` URL or this server's upload, as read already in ``uploads``); 16:9 otherwise."""
         info = None
         if url is not None and url[:5].lower() == "data:":
             info = images.from_data_url(url)
-        elif url is not None and uploads is not None:
-            upload = uploads.get(url)
-            info = images.sniff(upload.data) if upload is not None else None
         elif url is not None:
-            upload_id = upload_id_of(url)
-            upload = self.store.get_upload(upload_id) if upload_id else None
+            upload = uploads.get(url)
             info = images.sniff(upload.data) if upload is not None else None
         return clips.nearest_aspect(*info.display_size) if info is not None else clips.DEFAULT_ASPECT
 
-    def imagine_record(
-        self, account: str, fault: Fault | None, body: dict[str, Any], uploads: Uploads | None = None
-    ) -> TaskRecord:
+    def imagine_record(self, account: str, fault: Fault | None, body: dict[str, Any], uploads: Uploads) -> TaskRecord:
         speed = body.get("speed") or self.spec.default("ImagineRequest", "speed")
         prompt = submission.imagine_prompt(body.get("prompt"))
         metadata = submission.imagine_metadata(body.get("metadata"))
-        measure = self._stored_upload_size if uploads is None else functools.partial(_size_in, uploads)
+        measure = functools.partial(_size_in, uploads)
         for n, url in enumerate(body.get("image_urls") or []):
             submission.frame_within_limit(url, f"image_urls[{n}]", self.settings.max_frame_bytes, measure)
         return self._new_record(
@@ -528,18 +517,13 @@ class Fake:
         state = lifecycle.view(record, self.clock.now())
         return submission.ParentTask(action=record.action, status=state.status.value, prompt=record.prompt)
 
-    def _stored_upload_size(self, url: str) -> int | None:
-        upload_id = upload_id_of(url)
-        upload = self.store.get_upload(upload_id) if upload_id else None
-        return upload.size if upload else None
-
     async def _uploads_named(self, body: Mapping[str, Any]) -> Uploads:
         """The uploads of this server that a submission's frames link to (none: no store call)."""
         found: Uploads = {}
         for _, url in submission.frame_urls(body):
             upload_id = upload_id_of(url)
             if upload_id is not None and url not in found:
-                found[url] = await self.hot.get_upload(upload_id)
+                found[url] = await self.store.get_upload(upload_id)
         return found
 
     def dialect_for(self, authorization: str | None, requested: str | None = None) -> str:
@@ -559,10 +543,7 @@ class Fake:
 
     def account_settings(self, account: str) -> dict[str, Any]:
         """Settings one account chose for itself (``POST /__mock__/accounts/{token-or-account}``)."""
-        shared = self.hot.shared()
-        if shared is not None:
-            return dict(shared.accounts.get(account) or {})
-        return self.store.account_settings(account)
+        return dict(self.store.shared().accounts.get(account) or {})
 
     # -- polls --------------------------------------------------------------------------
 
@@ -580,13 +561,13 @@ class Fake:
             if fault is not None:
                 await self.apply_fault(fault, facts)
         now = self.clock.now()
-        record = self.store.get_task(task_id) if self.inline else await self.hot.get_task(task_id)
+        record = await self.store.get_task(task_id)
         if record is None or self.expired(record):
             raise ApiError(404, f"task {task_id} not found", type=NOT_FOUND, param="task_id")
         if record.account != account:
             raise ApiError(403, f"task {task_id} belongs to another account", type=PERMISSION, param="task_id")
         if record.finish_after_polls is not None:
-            record = await self.hot.update_task(task_id, lambda r: lifecycle.counted_poll(r, now)) or record
+            record = await self.store.update_task(task_id, lambda r: lifecycle.counted_poll(r, now)) or record
         return Polled(record, lifecycle.view(record, now))
 
     # -- housekeeping -------------------------------------------------------------------
@@ -599,7 +580,7 @@ class Fake:
         if now < self._next_sweep:
             return
         self._next_sweep = now + 60.0
-        if await self.hot.evict_tasks(now - self._kept_for(), EVICT_BATCH) >= EVICT_BATCH:
+        if await self.store.evict_tasks(now - self._kept_for(), EVICT_BATCH) >= EVICT_BATCH:
             self._next_sweep = now
 
     def _kept_for(self) -> float:
@@ -608,37 +589,40 @@ class Fake:
         # reading (a task may end long after created + task_seconds: polls to finish, a replay's times).
         return max(s.task_retention_seconds, s.task_seconds) + s.media_ttl_seconds
 
-    def journal_writer(self) -> Callable[[Entry], Any]:
-        """``append_entry``, or the memory store's own (it is never unavailable)."""
-        return self.store.append_entry if isinstance(self.store, MemoryStore) else self.append_entry
-
     def append_entry(self, entry: Entry) -> None:
         """One journal entry (the edge makes it; the store keeps a bounded ring; it is encoded when first
         read or written out). The answer has gone out already: when the store cannot answer, the entry is
         lost, not the response."""
         try:  # noqa: SIM105 - on every request: cheaper than contextlib.suppress
-            self._append(entry)
+            self.store.append_entry(entry)
         except StoreUnavailable:
             pass
 
-    def health(self) -> dict[str, str]:
+    async def save_clock(self) -> None:
+        """The clock moved (the control plane moved it): write its state for every worker."""
+        state = getattr(self.clock, "state", None)
+        if isinstance(state, StoreClock):
+            await state.save()
+
+    async def health(self) -> dict[str, str]:
         """Which part is unhealthy: ``{"status": "ok", "store": "ok"}``, or ``"unhealthy"`` and why
         the store cannot answer (within the store's timeout)."""
         try:
-            self.store.ping()
+            await self.store.ping()
         except StoreUnavailable as exc:
             return {"status": "unhealthy", "store": exc.reason}
         return {"status": "ok", "store": "ok"}
 
-    def balance(self, account: str) -> tuple[float | None, float]:
+    async def balance(self, account: str) -> tuple[float | None, float]:
         """What ``account`` has left (None: unlimited) and has spent, from the store's running totals."""
-        limit = self.store.balances().get(account, self.settings.default_balance)
-        spent = self.store.spending(account, self.clock.now()).spent
+        limit = (await self.store.balances()).get(account, self.settings.default_balance)
+        spent = (await self.store.spending(account, self.clock.now())).spent
         return (None if limit is None else limit - spent), spent
 
-    def key_spent(self, account: str, key: str) -> float:
+    async def key_spent(self, account: str, key: str) -> float:
         """What one key of a shared account spent: its tasks' charges less their refunds."""
-        return ledger.spent((r for r in self.store.tasks(account) if r.params.get("key_id") == key), self.clock.now())
+        records = await self.store.tasks(account)
+        return ledger.spent((r for r in records if r.params.get("key_id") == key), self.clock.now())
 
     # -- canned responses (the hot path's matching) -------------------------------------
 
@@ -665,7 +649,7 @@ class Fake:
         needs_body = any(r.needs_body for r in routed)
         body = await _json_or_none(read_body) if needs_body else None
         for response in canned.answering(routed, method, path, account, body):
-            if await self.hot.fire_canned_response(response.id):
+            if await self.store.fire_canned_response(response.id):
                 if not needs_body:  # read now for the journal (and so that the connection stays usable)
                     body = await _json_or_none(read_body)
                 if facts is not None:

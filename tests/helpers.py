@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import struct
+import threading
 import zlib
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +16,7 @@ from starlette.applications import Starlette
 
 from mockserver.core.clock import VirtualClock
 from mockserver.service import Fake
-from mockserver.store import Store
+from mockserver.store import MemoryStore
 from mockserver.store.redis import RedisStore
 from mockserver.store.sqlite import SQLiteStore
 
@@ -50,7 +54,7 @@ class Api:
         return fake
 
     def task_count(self) -> int:
-        return len(self.fake.store.tasks())
+        return len(blocking(self.fake.store).tasks())
 
     def submit(self, body: Any, **kwargs: Any) -> httpx.Response:
         return self.client.post(VIDEO, json=body, **kwargs)
@@ -79,13 +83,67 @@ class Api:
         return self.poll(task_id)
 
 
-def twin(store: Store) -> Store:
-    """A second connection to the same state, as another worker has (the memory store is one process)."""
-    if isinstance(store, SQLiteStore):
-        return SQLiteStore(store.path)
-    if isinstance(store, RedisStore):
-        return RedisStore(store.url, prefix=store.p)
-    return store
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a store's coroutine to its end on the tests' own event loop (one thread for the session),
+    from any thread: how a test makes the calls a request would make, one after the other."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None:
+            _LOOP = asyncio.new_event_loop()
+            threading.Thread(target=_LOOP.run_forever, name="tests-store-loop", daemon=True).start()
+    return asyncio.run_coroutine_threadsafe(coroutine, _LOOP).result()
+
+
+def at_once(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never waits (the memory store's) to its end, on the caller's thread."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise AssertionError("the coroutine waited: run it on an event loop (run)")
+
+
+class Blocking:
+    """A store whose coroutines are called as plain functions (``run``): the store's other names as
+    they are. For tests that drive a store step by step; ``.store`` is the store itself."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.runs = at_once if isinstance(store, MemoryStore) else run  # memory: on the caller's thread, as the server
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.store, name)
+        if not inspect.iscoroutinefunction(value):
+            return value
+        runs = self.runs
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return runs(value(*args, **kwargs))
+
+        return call
+
+
+def blocking(store: Any) -> Any:
+    """``Blocking(store)``, typed loosely: the tests call its methods as the protocol names them."""
+    return store if isinstance(store, Blocking) else Blocking(store)
+
+
+def twin(store: Any) -> Any:
+    """A second connection to the same state, as another worker has (the memory store is one process);
+    blocking when ``store`` is."""
+    inner = store.store if isinstance(store, Blocking) else store
+    if isinstance(inner, SQLiteStore):
+        other: Any = SQLiteStore(inner.path)
+    elif isinstance(inner, RedisStore):
+        other = RedisStore(inner.url, prefix=inner.p)
+    else:
+        return store
+    return Blocking(other) if isinstance(store, Blocking) else other
 
 
 def assert_refused(response: httpx.Response, status: int, param: str | None, *words: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from mockserver.core.records import FAILURE_OUTCOME, TaskRecord
 from mockserver.core.spec import load_document
 
 from .conftest import MakeApi
-from .helpers import AUTH, FRAME, IMAGINE, VIDEO, Api, assert_refused, tiny_png
+from .helpers import AUTH, FRAME, IMAGINE, VIDEO, Api, assert_refused, blocking, tiny_png
 from .mp4 import read_clip
 
 DOC = load_document()
@@ -55,7 +55,7 @@ def test_doc_example_i2v_batch4(api: Api) -> None:
 def test_doc_example_start_end_upgrades_and_bills_720p(api: Api) -> None:
     body = DOC["paths"][VIDEO]["post"]["requestBody"]["content"]["application/json"]["examples"]["start_end"]["value"]
     task_id = api.submit(body).json()["data"][0]["task_id"]
-    record = api.fake.store.get_task(task_id)
+    record = blocking(api.fake.store).get_task(task_id)
     assert record is not None
     assert record.video_type == "vid_1.1_i2v_start_end_720"
     assert (record.price_key, record.quantity) == ("midjourney@video-720p", 1)
@@ -315,7 +315,7 @@ def test_failed_task_views(make_api: MakeApi) -> None:
             outcome=FAILURE_OUTCOME,
             fail_reason="Banned prompt detected",
         )
-        api.fake.store.put_task(record)
+        blocking(api.fake.store).put_task(record)
         api.clock.advance(11)
         view = api.poll(record.id, "/v1/tasks/")
         if dialect == "mj":
@@ -342,7 +342,7 @@ def test_coerce_policy_treats_other_batch_sizes_as_one(make_api: MakeApi) -> Non
     for value in (3, 0, 100, -2):
         task_id = api.submit_ok(batch_size=value)
         assert len(api.finish(task_id)["video_urls"]) == 1
-        record = api.fake.store.get_task(task_id)
+        record = blocking(api.fake.store).get_task(task_id)
         assert record is not None and record.quantity == 1
     assert_refused(api.submit({"prompt": "p", "image_urls": [FRAME], "batch_size": "3"}), 400, "batch_size")
 
@@ -409,7 +409,7 @@ def test_expired_tasks_are_evicted_so_memory_stays_flat(make_api: MakeApi) -> No
         api.submit_ok()
     api.clock.advance(3601)
     latest = api.submit_ok()  # a submission sweeps
-    assert [t.id for t in api.fake.store.tasks()] == [latest]
+    assert [t.id for t in blocking(api.fake.store).tasks()] == [latest]
     for _ in range(10):  # a day of traffic, an hour apart: the store never holds more than an hour's tasks
         api.clock.advance(3601)
         api.submit_ok()

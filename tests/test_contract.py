@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from mockserver.testing.process import ServerProcess
 from mockserver.testing.transport import SyncASGITransport
 
 from .broken import VARIANTS, Variant, fake
+from .helpers import blocking
 
 pytestmark = pytest.mark.slow  # runs the whole contract suite in-process, many times: `make unit` leaves it out
 
@@ -125,10 +127,10 @@ def test_schemathesis_catches_a_server_error(monkeypatch: pytest.MonkeyPatch) ->
 # -- the spend guard ----------------------------------------------------------------------------
 
 
-def live_like(**settings: object) -> tuple[object, object]:
+def live_like(**settings: object) -> tuple[object, Any]:
     """A fake that does not say it is one (no control plane): the checker treats it as live."""
     app = create_app(Settings(task_seconds=0, control=False, **settings))  # type: ignore[arg-type]
-    return app, app.state.fake.store
+    return app, blocking(app.state.fake.store)
 
 
 def test_live_target_spends_nothing_by_default() -> None:
@@ -136,7 +138,7 @@ def test_live_target_spends_nothing_by_default() -> None:
     report, output = check(app, examples=10)
     assert not report.fake
     assert report.paid_tasks == 0
-    assert store.tasks() == []  # type: ignore[attr-defined]
+    assert store.tasks() == []
     assert report.failed == []
     skipped = {f.rule for f in report.findings if f.verdict == SKIP}
     assert {"lifecycle.batch1", "reuse", "open.batch_size_policy", "refuse.isolation"} <= skipped
@@ -152,14 +154,14 @@ def test_live_target_spends_nothing_by_default() -> None:
 def test_budget_is_a_hard_cap() -> None:
     app, store = live_like()
     report, output = check(app, max_paid_tasks=2, schemathesis=False)
-    assert len(store.tasks()) == 2  # type: ignore[attr-defined]
+    assert len(store.tasks()) == 2
     assert report.paid_tasks == 2
     assert "about to use 2 paid task(s): 1 × midjourney@video, 1 × midjourney@imagine" in output
 
 
 def test_accepted_refusal_counts_and_stops_submissions() -> None:
     app = create_app(Settings(task_seconds=0, control=False, max_frame_bytes=64 * 1024 * 1024))
-    store = app.state.fake.store  # frames are never measured: the oversize one is accepted
+    store = blocking(app.state.fake.store)  # frames are never measured: the oversize one is accepted
     report, _ = check(app, schemathesis=False)
     assert len(store.tasks()) == 1  # one mistaken acceptance, then nothing more
     assert report.paid_tasks == 1

@@ -29,7 +29,7 @@ from mockserver.testing.control import MockControl
 from mockserver.testing.transport import SyncASGITransport
 
 from .conftest import MakeApi, MakeStore
-from .helpers import tiny_png
+from .helpers import blocking, tiny_png
 
 pytest_plugins = ["pytester"]
 
@@ -586,7 +586,7 @@ def test_a_body_read_for_a_canned_response_keeps_the_limits() -> None:
     assert asyncio.run(call([b'{"prompt": "', b"x" * 2000, b'"}'])) == 413
     assert asyncio.run(call([b'{"n": ', b"1}"])) == 500  # the canned response
     assert asyncio.run(call([b'{"n": ', b"2}"])) == 400  # read for the decision, then handed to the route
-    journal = ControlPlane(app.state.fake).journal()
+    journal = blocking(ControlPlane(app.state.fake)).journal()
     assert [(e["status"], e.get("canned") is not None, "error" in e) for e in journal] == [
         (413, False, True),
         (500, True, False),

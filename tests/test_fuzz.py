@@ -43,7 +43,7 @@ from mockserver.testing.transport import SyncASGITransport
 from mockserver.web.app import create_app
 
 from .conftest import SPEC, MakeApi
-from .helpers import FRAME, IMAGINE, VIDEO, tiny_png
+from .helpers import FRAME, IMAGINE, VIDEO, blocking, tiny_png
 
 pytestmark = pytest.mark.slow  # thousands of generated requests: `make unit` leaves it out
 
@@ -1265,13 +1265,13 @@ def test_any_request_through_the_proxy(proxy_rig: ProxyRig, data: st.DataObject)
     if sent.known is not None and rig.task_ids:
         sent = sent._replace(raw_path=sent.raw_path.replace("task_x", rig.task_ids[sent.known % len(rig.task_ids)]))
     app, _ = rig.proxies[sent.proxy]
-    forwarded_before, tasks_before = len(rig.upstream.seen), len(rig.fake.store.tasks())
+    forwarded_before, tasks_before = len(rig.upstream.seen), len(blocking(rig.fake.store).tasks())
     with no_hang():
         answer = rig.loop.run_until_complete(
             call_asgi(app, sent.method, sent.raw_path, sent.query, sent.headers, sent.body)
         )
     forwarded = len(rig.upstream.seen) - forwarded_before
-    tasks_made = len(rig.fake.store.tasks()) - tasks_before
+    tasks_made = len(blocking(rig.fake.store).tasks()) - tasks_before
     where = (sent.proxy, sent.method, sent.raw_path, sent.query, answer.status, answer.content[:300])
     rig.count += 1
     group = "paid" if sent.template in PAID else "other route" if sent.template in ROUTES else "other path"

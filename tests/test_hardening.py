@@ -42,6 +42,8 @@ from mockserver.web.app import create_app
 from mockserver.web.edge import ENTRY_MAX_BYTES
 from tests.servers import threaded_server
 
+from .helpers import blocking
+
 AUTH = {"Authorization": "Bearer hardening"}
 VIDEO = "/v1/midjourney/generations/video"
 IMAGINE = "/v1/midjourney/generations"
@@ -120,7 +122,7 @@ def test_non_finite_numbers_are_refused_by_the_control_plane(
         error = refused(client.post(path, content=template % number, headers={"content-type": "application/json"}))
         assert names(error, field), error
         assert fake.clock.now() == START
-        assert ControlPlane(fake).fault_rules() == []
+        assert blocking(ControlPlane(fake)).fault_rules() == []
         task_id = submit_ok(client)
         assert client.get(f"/v1/tasks/{task_id}").status_code == 200
         assert client.get("/__mock__/tasks").status_code == 200
@@ -165,7 +167,7 @@ CREDENTIALS = {
 
 
 def journal_text(store: Store) -> str:
-    return dumps(store.journal()).decode()
+    return dumps(blocking(store).journal()).decode()
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
@@ -176,7 +178,7 @@ def test_journal_entries_are_bounded_and_hold_no_credentials(kind: str, tmp_path
         for n in range(40):
             headers = {"x-huge": huge, "idempotency-key": f"key-{n}", **CREDENTIALS}
             client.post(VIDEO, json={"prompt": "p" * 100_000, "image_urls": [FRAME] * 5000}, headers=headers)
-        entries = store.journal()
+        entries = blocking(store).journal()
         text = journal_text(store)
     assert entries, "the journal keeps the newest entries"
     for entry in entries:
@@ -195,7 +197,7 @@ def test_a_large_body_is_journaled_in_a_few_kilobytes() -> None:
     urls = [f"https://example.com/{n}/{'x' * 150}.png" for n in range(MAX_ITEMS)]
     with in_process() as (client, fake):
         refused(client.post(IMAGINE, json={"prompt": "p" * 150, "image_urls": urls, "size": "1:1"}))
-        (entry,) = ControlPlane(fake).journal()
+        (entry,) = blocking(ControlPlane(fake)).journal()
     assert len(dumps(entry)) <= ENTRY_MAX_BYTES
     assert entry["body"]["image_urls"][-1].endswith("more item(s)")
 
@@ -206,7 +208,7 @@ def test_an_array_or_object_of_more_than_max_items_is_refused_before_validation(
         for body in ({"prompt": "p", "image_urls": [FRAME] * (MAX_ITEMS + 1)}, {**BODY, "unknown": many}):
             error = refused(client.post(VIDEO, json=body))
             assert "more than" in error["message"] and error["param"] in ("image_urls", "unknown"), error
-        assert fake.store.tasks() == []
+        assert blocking(fake.store).tasks() == []
 
 
 # -- 4. inputs that answered 500, or poisoned what came after ----------------------------------
@@ -269,8 +271,8 @@ def test_lone_surrogates_are_refused_where_they_enter(path: str, raw: str, field
     with in_process() as (client, fake):
         error = refused(client.post(path, content=raw.encode(), headers={"content-type": "application/json"}))
         assert names(error, field), error
-        assert fake.store.tasks() == []
-        assert ControlPlane(fake).fault_rules() == []
+        assert blocking(fake.store).tasks() == []
+        assert blocking(ControlPlane(fake)).fault_rules() == []
         assert client.get("/__mock__/tasks").status_code == 200
         assert client.get("/__mock__/requests").status_code == 200
         assert client.get("/__mock__/scenarios").status_code == 200

@@ -16,6 +16,8 @@ from mockserver.service import Fake
 from mockserver.settings import Settings
 from mockserver.store import MemoryStore
 
+from .helpers import blocking
+
 BODY = {"prompt": "a cat", "image_urls": ["https://example.com/cat.png"]}
 
 
@@ -69,7 +71,7 @@ def test_same_key_while_the_first_is_in_flight_is_409() -> None:
         clock = GatedClock()
         f = fake(clock)
         account = f.account("Bearer t")
-        ControlPlane(f).add_fault_rule("latency", {"ms": "1000"}, endpoint="video", times=1)
+        blocking(ControlPlane(f)).add_fault_rule("latency", {"ms": "1000"}, endpoint="video", times=1)
         first = asyncio.create_task(f.submit("video", account, BODY, key="k-1"))
         await clock.sleeping.wait()  # the first request is now being handled
         try:
@@ -109,19 +111,19 @@ def test_media_file_is_tagged_per_task_and_index() -> None:
     account = f.account("Bearer t")
     task_id = run(f.submit("video", account, {**BODY, "batch_size": 2})).task_id
     files = Files(f)
-    first, second = files.media_file(task_id, "0.mp4"), files.media_file(task_id, "1.mp4")
+    first, second = run(files.media_file(task_id, "0.mp4")), run(files.media_file(task_id, "1.mp4"))
     assert first.content_type == second.content_type == "video/mp4"
     assert first.data != second.data
     for name in ("2.mp4", "x.mp4", "².mp4", "0" * 5000 + ".mp4", "grid.png"):
         with pytest.raises(ApiError) as missing:
-            files.media_file(task_id, name)
+            run(files.media_file(task_id, name))
         assert missing.value.status == 404
 
 
 def test_clock_reset_with_everything() -> None:
     f = fake()
     f.clock.advance(1000)  # type: ignore[attr-defined]
-    ControlPlane(f).reset()
+    blocking(ControlPlane(f)).reset()
     assert f.clock.now() == VirtualClock().now()
 
 

@@ -21,6 +21,7 @@ from mockserver import Settings, VirtualClock, create_app
 from mockserver.testing.transport import SyncASGITransport
 
 from .conftest import SPEC
+from .helpers import blocking
 
 TASK_SECONDS = 10.0
 ACCOUNTS = ("alice", "bob")
@@ -63,7 +64,7 @@ class FakeMachine(RuleBasedStateMachine):
         self.known: dict[str, Task] = {}
 
     def stored(self) -> int:
-        return len(self.app.state.fake.store.tasks())
+        return len(blocking(self.app.state.fake.store).tasks())
 
     @rule(target=tasks, batch=st.sampled_from([1, 2, 4]), tier=st.sampled_from(["480", "720"]),
           end=st.booleans(), owner=st.sampled_from(ACCOUNTS))  # fmt: skip
@@ -101,7 +102,7 @@ class FakeMachine(RuleBasedStateMachine):
         response = self.client.post(
             "/v1/midjourney/generations/video", json={"task_id": parent.id, "index": index}, headers=auth(owner)
         )
-        finished = self.clock.now() >= self.app.state.fake.store.get_task(parent.id).created_at + TASK_SECONDS
+        finished = self.clock.now() >= blocking(self.app.state.fake.store).get_task(parent.id).created_at + TASK_SECONDS
         if owner == parent.owner and finished:
             assert response.status_code == 200, response.text
             task = Task(response.json()["data"][0]["task_id"], owner, "video", 1)

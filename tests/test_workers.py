@@ -23,11 +23,12 @@ import uvicorn
 from uvicorn.supervisors.multiprocess import SIGNALS
 
 from mockserver.core.accounts import account_id
-from mockserver.store import Store
 from mockserver.store.redis import RedisStore
 from mockserver.store.sqlite import SQLiteStore
 from mockserver.testing.process import ServerProcess
 from mockserver.workers import BalancedWorkers
+
+from .helpers import blocking
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": "Bearer worker-test"}
@@ -103,11 +104,11 @@ def shared_state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/state.db"
 
 
-def open_shared(state: str) -> Store:
-    """The store the server keeps its state in, as a third process sees it."""
+def open_shared(state: str) -> Any:
+    """The store the server keeps its state in, as a third process sees it (blocking calls)."""
     if state.startswith("redis"):
-        return RedisStore(state)
-    return SQLiteStore(state.removeprefix("sqlite:///"))
+        return blocking(RedisStore(state))
+    return blocking(SQLiteStore(state.removeprefix("sqlite:///")))
 
 
 def test_tasks_and_clock_are_shared_by_workers(shared_state: str) -> None:

@@ -101,10 +101,10 @@ class ShiftedClock:
 
     def __init__(self, base: Clock | None = None, state: ClockState | None = None) -> None:
         self._base = base or SystemClock()
-        self._state: ClockState = state or LocalClockState()
+        self.state: ClockState = state or LocalClockState()
 
     def now(self) -> float:
-        offset, frozen_at = self._state.clock_state()
+        offset, frozen_at = self.state.clock_state()
         return frozen_at if frozen_at is not None else self._base.now() + offset
 
     async def sleep(self, seconds: float) -> None:
@@ -112,15 +112,15 @@ class ShiftedClock:
 
     @property
     def frozen(self) -> bool:
-        return self._state.clock_state()[1] is not None
+        return self.state.clock_state()[1] is not None
 
     def advance(self, seconds: float) -> float:
         checked_step(self.now(), seconds)
-        offset, frozen_at = self._state.clock_state()
+        offset, frozen_at = self.state.clock_state()
         if frozen_at is not None:
-            self._state.set_clock_state(offset, frozen_at + seconds)
+            self.state.set_clock_state(offset, frozen_at + seconds)
         else:
-            self._state.set_clock_state(offset + seconds, None)
+            self.state.set_clock_state(offset + seconds, None)
         return self.now()
 
     def set(self, when: float) -> float:
@@ -128,20 +128,20 @@ class ShiftedClock:
 
     def reset(self) -> float:
         """Back to the wall clock, running (a reset of the whole fake)."""
-        self._state.set_clock_state(0.0, None)
+        self.state.set_clock_state(0.0, None)
         return self.now()
 
     def freeze(self) -> float:
-        offset, frozen_at = self._state.clock_state()
+        offset, frozen_at = self.state.clock_state()
         if frozen_at is None:
             frozen_at = self._base.now() + offset
-            self._state.set_clock_state(offset, frozen_at)
+            self.state.set_clock_state(offset, frozen_at)
         return frozen_at
 
     def unfreeze(self) -> float:
-        frozen_at = self._state.clock_state()[1]
+        frozen_at = self.state.clock_state()[1]
         if frozen_at is not None:
-            self._state.set_clock_state(frozen_at - self._base.now(), None)
+            self.state.set_clock_state(frozen_at - self._base.now(), None)
         return self.now()
 
 

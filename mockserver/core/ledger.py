@@ -9,6 +9,7 @@ ledger can never disagree with the tasks.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -149,18 +150,34 @@ def summary(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """What each account was charged, refunded and has left; the whole run's total; the entries
-    (all of them, or the page ``offset``, ``limit`` of them in time order). ``records`` are read once,
-    as they come (a store's pages): with a ``limit`` no more than ``offset + limit`` entries are held."""
-    accounts: defaultdict[str, dict[str, Any]] = defaultdict(_blank_account)
-    every = ((e, record.params.get("key_id")) for record in records for e in _entries_of(record, now))
-    totalled = _totalled(every, accounts)  # read to the end whatever is kept: the totals need every entry
-    if limit is None:
-        kept = sorted(totalled, key=_order)[offset:]
-    else:
-        kept = heapq.nsmallest(offset + limit, totalled, key=_order)[offset:]
+    (all of them, or the page ``offset``, ``limit`` of them in time order)."""
+    found = Summary(now, offset=offset, limit=limit)
+    found.add(records)
+    return found.result(balances, default_balance)
+
+
+class Summary:
+    """``summary`` fed a store's pages as they come: the records are read once, and with a ``limit``
+    no more than ``offset + limit`` entries are held, however many tasks there are."""
+
+    def __init__(self, now: float, *, offset: int = 0, limit: int | None = None) -> None:
+        self.now, self.offset, self.limit = now, offset, limit
+        self.accounts: defaultdict[str, dict[str, Any]] = defaultdict(_blank_account)
+        self.kept: list[Entry] = []
+
+    def add(self, records: Iterable[TaskRecord]) -> None:
+        every = ((e, record.params.get("key_id")) for record in records for e in _entries_of(record, self.now))
+        totalled = _totalled(every, self.accounts)  # read to the end whatever is kept: the totals need every entry
+        if self.limit is None:
+            self.kept.extend(totalled)
+            return
+        self.kept = heapq.nsmallest(self.offset + self.limit, itertools.chain(self.kept, totalled), key=_order)
         for _ in totalled:  # (nsmallest stops early when it is to keep none)
             pass
-    return _summed(accounts, balances, default_balance, kept)
+
+    def result(self, balances: Mapping[str, float | None], default_balance: float | None) -> dict[str, Any]:
+        kept = sorted(self.kept, key=_order)[self.offset :]
+        return _summed(self.accounts, balances, default_balance, kept)
 
 
 def _totalled(items: Iterable[tuple[Entry, str | None]], accounts: defaultdict[str, dict[str, Any]]) -> Iterator[Entry]:

@@ -6,6 +6,20 @@ account balances, what each account spent, and each account's own settings.
 Implementations must make ``put_task_once``, ``update_task``, ``fire_fault_rule``,
 ``fire_canned_response`` and ``hit`` atomic (one transaction, one Lua script, or under one lock).
 
+**One async interface.** Every call is a coroutine, so no call holds the event loop longer than a
+short query: the memory store answers at once (a dict lookup, no hand-off), SQLite reads at once and
+commits writes in groups on the loop (``sqlite/writer.py``), Redis pipelines every command of one turn
+of the loop (``redis/client.py``). ``append_entry`` alone is not awaited: a journal entry is kept after
+the answer went out, and a store may write entries in batches.
+
+**Shared settings.** The clock's offset, the fault rules, the canned responses and the accounts'
+settings are read by every request and changed rarely (by the control plane of any worker). A store
+that would pay a query or a round trip for each read keeps a copy (``Shared``) with the version it was
+read at; every change, by any worker, bumps the version, and ``refresh`` (once per request, first) reads
+the copy again only when the version moved. Fault rules and canned responses in the copy may show an
+older count of their firings: the firing itself is counted atomically in the store, which says whether
+a firing was left.
+
 **Failures.** A store that cannot answer (down, frozen, read-only, full, locked)
 raises ``core.errors.StoreUnavailable`` (503 with ``Retry-After``) within its
 timeout, never the driver's own error (see ``guard.Guard``).
@@ -60,6 +74,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ..core.canned import CannedResponse
 from ..core.faults import FaultRule
+from ..core.journal import Entry
 from ..core.ledger import refund_due
 from ..core.records import TaskRecord, UploadRecord
 
@@ -136,21 +151,21 @@ class StateImage:
     canned_responses: Sequence[CannedResponse] = ()
 
 
-def fill(store: Store, image: StateImage) -> None:
+async def fill(store: Store, image: StateImage) -> None:
     """Write every item of ``image`` with the store's single-item methods, in order: how a replace
     builds the new state aside (in a store of its own, or under keys of its own) before swapping it in."""
     for record in image.tasks:
-        store.put_task(record)
+        await store.put_task(record)
     for upload in image.uploads:
-        store.put_upload(upload)
+        await store.put_upload(upload)
     for account, amount in image.balances.items():
-        store.set_balance(account, amount)
+        await store.set_balance(account, amount)
     for account, values in image.account_settings.items():
-        store.set_account_settings(account, dict(values))
+        await store.set_account_settings(account, dict(values))
     for rule in image.fault_rules:
-        store.put_fault_rule(rule)
+        await store.put_fault_rule(rule)
     for response in image.canned_responses:
-        store.put_canned_response(response)
+        await store.put_canned_response(response)
 
 
 def booking(record: TaskRecord) -> tuple[str, float, float | None]:
@@ -159,9 +174,34 @@ def booking(record: TaskRecord) -> tuple[str, float, float | None]:
     return record.account, record.charge, refund_due(record)
 
 
+class Shared(NamedTuple):
+    """What every request reads of the state all workers share, as this process last read it."""
+
+    version: Any
+    clock: tuple[float, float | None]  # (offset, frozen_at)
+    rules: tuple[FaultRule, ...]
+    canned: tuple[CannedResponse, ...]
+    accounts: Mapping[str, Mapping[str, Any]]  # account -> its own settings
+
+
 class Store(Protocol):
+    # the shared settings (see the module's docstring): read at once, made current by ``refresh``
+    def shared(self) -> Shared:
+        """The clock's state, fault rules, canned responses and accounts' settings as of the last
+        ``refresh`` (the memory store's are always current). When the store cannot answer, the last
+        copy serves, so the clock keeps running and a request can still be refused with a 503."""
+        ...
+
+    async def refresh(self) -> None:
+        """Make ``shared()`` current: once per request, before anything reads it."""
+        ...
+
+    def note_clock(self, state: tuple[float, float | None]) -> None:
+        """The clock moved in this process: the copy follows now, before ``set_clock_state`` writes it."""
+        ...
+
     # tasks
-    def put_task_once(self, record: TaskRecord, key: str | None, limit: Limit = None) -> str | Overdraft:
+    async def put_task_once(self, record: TaskRecord, key: str | None, limit: Limit = None) -> str | Overdraft:
         """Store a new task and bind the idempotency ``key`` (if any) to it, in one atomic step;
         return the task id the key is bound to. When the key is bound already, or the task is stored
         already, nothing changes and the earlier id is returned. With a ``limit`` (the account's
@@ -169,37 +209,37 @@ class Store(Protocol):
         refused: ``Overdraft(left)``, nothing stored."""
         ...
 
-    def put_task(self, record: TaskRecord) -> None:
+    async def put_task(self, record: TaskRecord) -> None:
         """Store or replace a task (no key, no balance check); the running totals follow."""
         ...
 
-    def get_task(self, task_id: str) -> TaskRecord | None: ...
+    async def get_task(self, task_id: str) -> TaskRecord | None: ...
 
-    def update_task(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord | None: ...
+    async def update_task(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord | None: ...
 
-    def tasks(self, account: str | None = None) -> list[TaskRecord]: ...
+    async def tasks(self, account: str | None = None) -> list[TaskRecord]: ...
 
-    def task_count(self, account: str | None = None) -> int:
+    async def task_count(self, account: str | None = None) -> int:
         """How many tasks are stored (of ``account``): kept as a count, not counted."""
         ...
 
-    def task_page(
+    async def task_page(
         self, account: str | None = None, *, newest_first: bool = False, offset: int = 0, limit: int | None = None
     ) -> list[TaskRecord]:
         """One page of the tasks (of ``account``) in the order they were stored (newest first): what it
         costs grows with ``offset`` and ``limit``, not with how many tasks are stored."""
         ...
 
-    def evict_tasks(self, created_before: float, limit: int | None = None) -> int:
+    async def evict_tasks(self, created_before: float, limit: int | None = None) -> int:
         """Forget tasks created before this time (and their idempotency keys), the oldest first and at
         most ``limit`` of them (eviction goes in steps, none of them long); return how many."""
         ...
 
     # idempotency (keys are bound by ``put_task_once`` only: never to a task that is not stored)
-    def idempotent_task(self, account: str, key: str) -> str | None: ...
+    async def idempotent_task(self, account: str, key: str) -> str | None: ...
 
     # uploads (and the running totals of their bytes: see above)
-    def put_upload(
+    async def put_upload(
         self,
         upload: UploadRecord,
         *,
@@ -212,99 +252,106 @@ class Store(Protocol):
         oldest first, whatever comes next (costs the number evicted, not the number held). With
         quotas: refused (``UploadRefused``, nothing stored) when the account's bytes held plus
         ``upload.size`` would pass ``account_quota``, else when the server's would pass ``total_quota``.
-        (Each store also offers ``upload_usage(account)``, the totals as an ``UploadUsage``.)"""
+        """
         ...
 
-    def get_upload(self, upload_id: str) -> UploadRecord | None: ...
+    async def upload_usage(self, account: str) -> UploadUsage:
+        """The bytes of uploads held by ``account`` and by everyone (the running totals)."""
+        ...
 
-    def upload_records(self) -> list[UploadRecord]:
+    async def get_upload(self, upload_id: str) -> UploadRecord | None: ...
+
+    async def upload_records(self) -> list[UploadRecord]:
         """Every upload's metadata (``data`` left empty), oldest first: for quotas and expiry."""
         ...
 
-    def delete_upload(self, upload_id: str) -> bool: ...
+    async def delete_upload(self, upload_id: str) -> bool: ...
 
     # journal
-    def append_journal(self, entry: dict[str, Any]) -> int:
-        """Keep ``entry`` (the oldest falls out past the ring's size); return its sequence number."""
+    def append_entry(self, entry: Entry) -> None:
+        """Keep an edge's journal entry, made into text when read or written out. The answer has gone
+        out: a store may write entries in batches, and one it cannot write is lost, not the response."""
         ...
 
-    def journal(self, since: int = 0) -> list[dict[str, Any]]: ...
+    async def append_journal(self, entry: dict[str, Any]) -> int:
+        """Keep ``entry`` now (the oldest falls out past the ring's size); return its sequence number
+        (0: not kept, a full disk shedding the journal). For callers that need it written: tests."""
+        ...
+
+    async def journal(self, since: int = 0) -> list[dict[str, Any]]: ...
 
     # faults
-    def put_fault_rule(self, rule: FaultRule) -> None: ...
+    async def put_fault_rule(self, rule: FaultRule) -> None: ...
 
-    def fault_rules(self) -> list[FaultRule]: ...
+    async def fault_rules(self) -> list[FaultRule]: ...
 
-    def delete_fault_rule(self, rule_id: str) -> bool: ...
+    async def delete_fault_rule(self, rule_id: str) -> bool: ...
 
-    def fire_fault_rule(self, rule_id: str) -> bool:
+    async def fire_fault_rule(self, rule_id: str) -> bool:
         """Count one firing of the rule if it has firings left; False when spent or gone."""
         ...
 
-    def fault_rule_counts(self) -> dict[str, int]:
+    async def fault_rule_counts(self) -> dict[str, int]:
         """How often each rule fired, by rule id (``put_fault_rule`` starts a rule at its ``fired``)."""
         ...
 
     # canned responses (``core.canned``): answered before any rule runs; cleared by a whole reset
-    def put_canned_response(self, response: CannedResponse) -> None:
+    async def put_canned_response(self, response: CannedResponse) -> None:
         """Add (or replace) a canned response, keeping the order they were added in; its count
         starts at ``response.fired``."""
         ...
 
-    def canned_responses(self) -> list[CannedResponse]:
+    async def canned_responses(self) -> list[CannedResponse]:
         """Every canned response, oldest first, each with its current ``fired`` count. Asked once
         per provider request: cheap, above all when there are none."""
         ...
 
-    def delete_canned_response(self, response_id: str) -> bool: ...
+    async def delete_canned_response(self, response_id: str) -> bool: ...
 
-    def fire_canned_response(self, response_id: str) -> bool:
+    async def fire_canned_response(self, response_id: str) -> bool:
         """Count one answer of the response if it has answers left; False when spent or gone."""
         ...
 
     # per-account settings (``POST /__mock__/accounts/…``: the task dialect, …); reset with the account
-    def account_settings(self, account: str) -> dict[str, Any]:
+    async def account_settings(self, account: str) -> dict[str, Any]:
         """The settings one account chose (empty when none)."""
         ...
 
-    def set_account_settings(self, account: str, settings: dict[str, Any]) -> None:
+    async def set_account_settings(self, account: str, settings: dict[str, Any]) -> None:
         """Replace the account's settings (an empty mapping forgets them)."""
         ...
 
-    def all_account_settings(self) -> dict[str, dict[str, Any]]:
+    async def all_account_settings(self) -> dict[str, dict[str, Any]]:
         """Every account's settings, by account (for a snapshot of the state)."""
         ...
 
     # rate limiting
-    def hit(self, account: str, window: int) -> int:
+    async def hit(self, account: str, window: int) -> int:
         """Count one request of ``account`` in time window ``window``; return the count so far."""
         ...
 
     # balances
-    def set_balance(self, account: str, amount: float | None) -> None: ...
+    async def set_balance(self, account: str, amount: float | None) -> None: ...
 
-    def balances(self) -> dict[str, float | None]: ...
+    async def balances(self) -> dict[str, float | None]: ...
 
-    def spending(self, account: str, now: float) -> Spending:
+    async def spending(self, account: str, now: float) -> Spending:
         """The account's running totals at ``now`` (refunds due by then count as refunded)."""
         ...
 
-    # the clock's offset, shared by every worker (``clock.ShiftedClock``)
-    def clock_state(self) -> tuple[float, float | None]:
-        """(offset, frozen_at). When the store cannot answer: the last state it read, so that the
-        clock keeps running and a request can still be timed and refused with a 503."""
+    # the clock's offset, shared by every worker (read from ``shared().clock``)
+    async def set_clock_state(self, offset: float, frozen_at: float | None) -> None:
+        """Write the clock's state for every worker (this process's copy follows at once)."""
         ...
 
-    def set_clock_state(self, offset: float, frozen_at: float | None) -> None: ...
+    async def reset(self, account: str | None = None) -> None: ...
 
-    def reset(self, account: str | None = None) -> None: ...
-
-    def replace_state(self, image: StateImage) -> None:
+    async def replace_state(self, image: StateImage) -> None:
         """Put ``image`` in place of the whole state in one atomic step: all of it or none (a failure
         part way leaves the old state), and readers see the old state or the new, never a mix."""
         ...
 
     # health
-    def ping(self) -> None:
+    async def ping(self) -> None:
         """Return when the store can read and write; raise ``StoreUnavailable`` saying why not."""
         ...

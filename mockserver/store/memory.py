@@ -33,6 +33,7 @@ from .base import (
     AccountLimit,
     Limit,
     Overdraft,
+    Shared,
     Spending,
     StateImage,
     UploadRefused,
@@ -55,6 +56,7 @@ class MemoryStore:
         self._clear()
 
     def _clear(self) -> None:
+        self._shared: Shared | None = None  # made again when next read
         self._journal.clear()
         self._journal_bytes = 0
         self._tasks: dict[str, bytes] = {}  # in the order they were stored
@@ -82,7 +84,7 @@ class MemoryStore:
 
     # tasks
 
-    def put_task_once(self, record: TaskRecord, key: str | None, limit: Limit = None) -> str | Overdraft:
+    async def put_task_once(self, record: TaskRecord, key: str | None, limit: Limit = None) -> str | Overdraft:
         account, task_id, charge = record.account, record.id, record.charge
         with self._lock:
             if key is not None:
@@ -109,7 +111,7 @@ class MemoryStore:
                 self._key_of[task_id] = (account, key)
             return task_id
 
-    def put_task(self, record: TaskRecord) -> None:
+    async def put_task(self, record: TaskRecord) -> None:
         with self._lock:
             packed = self._tasks.get(record.id)
             old = TaskRecord.unpack(packed) if packed is not None else None
@@ -159,13 +161,17 @@ class MemoryStore:
                 spend[1] += queued[2]
         return spend
 
-    def get_task(self, task_id: str) -> TaskRecord | None:
+    async def get_task(self, task_id: str) -> TaskRecord | None:
         packed = self._tasks.get(task_id)
         return TaskRecord.unpack(packed) if packed is not None else None
 
-    def update_task(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord | None:
+    def _task(self, task_id: str) -> TaskRecord | None:
+        packed = self._tasks.get(task_id)
+        return TaskRecord.unpack(packed) if packed is not None else None
+
+    async def update_task(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord | None:
         with self._lock:
-            record = self.get_task(task_id)
+            record = self._task(task_id)
             if record is None:
                 return None
             updated = change(record)
@@ -174,16 +180,16 @@ class MemoryStore:
                 self._rebook(record, updated)
             return updated
 
-    def tasks(self, account: str | None = None) -> list[TaskRecord]:
+    async def tasks(self, account: str | None = None) -> list[TaskRecord]:
         return [TaskRecord.unpack(self._tasks[i]) for i in list(self._ids(account))]
 
     def _ids(self, account: str | None) -> dict[str, Any]:
         return self._tasks if account is None else self._of_account.get(account, {})
 
-    def task_count(self, account: str | None = None) -> int:
+    async def task_count(self, account: str | None = None) -> int:
         return len(self._ids(account))
 
-    def task_page(
+    async def task_page(
         self, account: str | None = None, *, newest_first: bool = False, offset: int = 0, limit: int | None = None
     ) -> list[TaskRecord]:
         ids = self._ids(account)
@@ -192,7 +198,7 @@ class MemoryStore:
             chosen = list(itertools.islice(order, offset, None if limit is None else offset + limit))
         return [TaskRecord.unpack(self._tasks[i]) for i in chosen if i in self._tasks]
 
-    def evict_tasks(self, created_before: float, limit: int | None = None) -> int:
+    async def evict_tasks(self, created_before: float, limit: int | None = None) -> int:
         with self._lock:
             old: list[TaskRecord] = []
             for packed in self._tasks.values():  # insertion order is creation order
@@ -213,12 +219,12 @@ class MemoryStore:
 
     # idempotency
 
-    def idempotent_task(self, account: str, key: str) -> str | None:
+    async def idempotent_task(self, account: str, key: str) -> str | None:
         return self._keys.get((account, key))
 
     # uploads
 
-    def put_upload(
+    async def put_upload(
         self,
         upload: UploadRecord,
         *,
@@ -253,7 +259,7 @@ class MemoryStore:
             self._upload_bytes.pop(upload.account, None)
         self._upload_total -= upload.size
 
-    def upload_usage(self, account: str) -> UploadUsage:
+    async def upload_usage(self, account: str) -> UploadUsage:
         """The bytes of uploads held by ``account`` and by everyone (the running totals)."""
         with self._lock:
             return UploadUsage(self._upload_bytes.get(account, 0), self._upload_total)
@@ -271,13 +277,13 @@ class MemoryStore:
                 evicted += 1
         return evicted
 
-    def get_upload(self, upload_id: str) -> UploadRecord | None:
+    async def get_upload(self, upload_id: str) -> UploadRecord | None:
         return self._uploads.get(upload_id)
 
-    def upload_records(self) -> list[UploadRecord]:
+    async def upload_records(self) -> list[UploadRecord]:
         return [dataclasses.replace(u, data=b"") for u in list(self._uploads.values())]
 
-    def delete_upload(self, upload_id: str) -> bool:
+    async def delete_upload(self, upload_id: str) -> bool:
         with self._lock:
             upload = self._uploads.pop(upload_id, None)
             if upload is None:
@@ -287,13 +293,13 @@ class MemoryStore:
 
     # journal
 
-    def append_journal(self, entry: dict[str, Any]) -> int:
+    async def append_journal(self, entry: dict[str, Any]) -> int:
         text = dumps(entry).decode()
         return self._append(text, len(text))
 
-    def append_entry(self, entry: Entry) -> int:
-        """``append_journal`` of an edge's ``Entry``: kept as it is, made into text when first read."""
-        return self._append(entry, entry.size)
+    def append_entry(self, entry: Entry) -> None:
+        """An edge's ``Entry``: kept as it is, made into text when first read."""
+        self._append(entry, entry.size)
 
     def _append(self, item: str | Entry, size: int) -> int:
         with self._lock:
@@ -308,23 +314,26 @@ class MemoryStore:
                 self._journal_bytes -= journal.popleft()[1]  # oldest first, as the ring does
             return self._seq
 
-    def journal(self, since: int = 0) -> list[dict[str, Any]]:
+    async def journal(self, since: int = 0) -> list[dict[str, Any]]:
         return [{**_entry(item), "seq": seq} for seq, _, item in list(self._journal) if seq > since]
 
     # faults
 
-    def put_fault_rule(self, rule: FaultRule) -> None:
+    async def put_fault_rule(self, rule: FaultRule) -> None:
         self._rules[rule.id] = rule
         self._fired[rule.id] = rule.fired
+        self._shared = None
 
-    def fault_rules(self) -> list[FaultRule]:
+    async def fault_rules(self) -> list[FaultRule]:
         return list(self._rules.values())
 
-    def delete_fault_rule(self, rule_id: str) -> bool:
+    async def delete_fault_rule(self, rule_id: str) -> bool:
         self._fired.pop(rule_id, None)
-        return self._rules.pop(rule_id, None) is not None
+        found = self._rules.pop(rule_id, None) is not None
+        self._shared = None
+        return found
 
-    def fire_fault_rule(self, rule_id: str) -> bool:
+    async def fire_fault_rule(self, rule_id: str) -> bool:
         with self._lock:
             rule = self._rules.get(rule_id)
             if rule is None:
@@ -335,28 +344,31 @@ class MemoryStore:
             self._fired[rule_id] = fired + 1
             return True
 
-    def fault_rule_counts(self) -> dict[str, int]:
+    async def fault_rule_counts(self) -> dict[str, int]:
         return dict(self._fired)
 
     # canned responses
 
-    def put_canned_response(self, response: CannedResponse) -> None:
+    async def put_canned_response(self, response: CannedResponse) -> None:
         with self._lock:
             self._canned[response.id] = response
             self._canned_fired[response.id] = response.fired
+            self._shared = None
 
-    def canned_responses(self) -> list[CannedResponse]:
+    async def canned_responses(self) -> list[CannedResponse]:
         if not self._canned:  # the common case, asked on every request: no copying
             return []
         fired = self._canned_fired
         return [dataclasses.replace(r, fired=fired.get(r.id, 0)) for r in list(self._canned.values())]
 
-    def delete_canned_response(self, response_id: str) -> bool:
+    async def delete_canned_response(self, response_id: str) -> bool:
         with self._lock:
             self._canned_fired.pop(response_id, None)
-            return self._canned.pop(response_id, None) is not None
+            found = self._canned.pop(response_id, None) is not None
+            self._shared = None
+            return found
 
-    def fire_canned_response(self, response_id: str) -> bool:
+    async def fire_canned_response(self, response_id: str) -> bool:
         with self._lock:
             response = self._canned.get(response_id)
             if response is None:
@@ -365,25 +377,27 @@ class MemoryStore:
             if response.times is not None and fired >= response.times:
                 return False
             self._canned_fired[response_id] = fired + 1
+            self._shared = None  # a spent response is skipped by the next request
             return True
 
     # per-account settings
 
-    def account_settings(self, account: str) -> dict[str, Any]:
+    async def account_settings(self, account: str) -> dict[str, Any]:
         return dict(self._account_settings.get(account) or {})
 
-    def set_account_settings(self, account: str, settings: dict[str, Any]) -> None:
+    async def set_account_settings(self, account: str, settings: dict[str, Any]) -> None:
         if settings:
             self._account_settings[account] = dict(settings)
         else:
             self._account_settings.pop(account, None)
+        self._shared = None
 
-    def all_account_settings(self) -> dict[str, dict[str, Any]]:
+    async def all_account_settings(self) -> dict[str, dict[str, Any]]:
         return {account: dict(values) for account, values in self._account_settings.items()}
 
     # rate limiting
 
-    def hit(self, account: str, window: int) -> int:
+    async def hit(self, account: str, window: int) -> int:
         with self._lock:
             current, count = self._windows.get(account, (window, 0))
             count = count + 1 if current == window else 1
@@ -392,13 +406,13 @@ class MemoryStore:
 
     # balances
 
-    def set_balance(self, account: str, amount: float | None) -> None:
+    async def set_balance(self, account: str, amount: float | None) -> None:
         self._balances[account] = amount
 
-    def balances(self) -> dict[str, float | None]:
+    async def balances(self) -> dict[str, float | None]:
         return dict(self._balances)
 
-    def spending(self, account: str, now: float) -> Spending:
+    async def spending(self, account: str, now: float) -> Spending:
         with self._lock:
             charged, refunded = self._spend.get(account, (0.0, 0.0))
             due = {task_id for at, task_id in self._due.get(account, ()) if at <= now}
@@ -410,13 +424,32 @@ class MemoryStore:
 
     # the clock
 
-    def clock_state(self) -> tuple[float, float | None]:
-        return self._clock
+    async def set_clock_state(self, offset: float, frozen_at: float | None) -> None:
+        self.note_clock((offset, frozen_at))
 
-    def set_clock_state(self, offset: float, frozen_at: float | None) -> None:
-        self._clock = (offset, frozen_at)
+    # the shared settings: read live (``shared()`` is made again after any change), nothing to refresh
 
-    def reset(self, account: str | None = None) -> None:
+    def shared(self) -> Shared:
+        found = self._shared
+        if found is None:
+            fired, canned = self._canned_fired, list(self._canned.values())
+            found = self._shared = Shared(
+                None,
+                self._clock,
+                tuple(self._rules.values()),
+                tuple(dataclasses.replace(r, fired=fired.get(r.id, 0)) for r in canned),
+                self._account_settings,
+            )
+        return found
+
+    async def refresh(self) -> None:
+        return None
+
+    def note_clock(self, state: tuple[float, float | None]) -> None:
+        self._clock = state
+        self._shared = None
+
+    async def reset(self, account: str | None = None) -> None:
         if account is None:
             self._clear()
             return
@@ -438,17 +471,19 @@ class MemoryStore:
         self._windows.pop(account, None)
         self._balances.pop(account, None)
         self._account_settings.pop(account, None)
+        self._shared = None
 
-    def replace_state(self, image: StateImage) -> None:
+    async def replace_state(self, image: StateImage) -> None:
         """Build the new state in a store of its own (a failure there leaves this one alone), then take
         its fields in one ``dict.update`` under the lock: a reader sees the old state or the new."""
         built = MemoryStore(self._journal.maxlen or 0, self._journal_max_bytes)
-        fill(built, image)
+        await fill(built, image)
         fresh = {name: value for name, value in vars(built).items() if name not in KEPT}
         with self._lock:
             self.__dict__.update(fresh)
+            self._shared = None
 
-    def ping(self) -> None:
+    async def ping(self) -> None:
         return None
 
 

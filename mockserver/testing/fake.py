@@ -148,10 +148,11 @@ class InProcessFake:
         service = ControlPlane(self.app.state.fake)
 
         def rules() -> list[dict[str, Any]]:
-            return [r for r in (rule.to_dict() for rule in service.rule_listing()) if short(r, check_probability=True)]
+            listing = self._sync.run(service.rule_listing)
+            return [r for r in (rule.to_dict() for rule in listing) if short(r, check_probability=True)]
 
         def responses() -> list[dict[str, Any]]:
-            return [r for r in (canned.to_dict() for canned in service.canned_listing()) if short(r)]
+            return [r for r in (canned.to_dict() for canned in self._sync.run(service.canned_listing)) if short(r)]
 
         return rules, responses
 

@@ -93,7 +93,7 @@ class SyncASGITransport(httpx.BaseTransport):
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = asyncio.new_event_loop() if at_once else None
 
-    def _run(self, call: Callable[[], Awaitable[T]]) -> T:
+    def run(self, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` on the caller's thread when it can be (no thread hop), else on the portal's loop."""
         with self._calls:
             if self._loop is not None and not self._loop.is_closed() and not loop_running():
@@ -128,7 +128,7 @@ class SyncASGITransport(httpx.BaseTransport):
             body = await response.aread()
             return response.status_code, response.headers.raw, body, dict(response.extensions)
 
-        status, raw_headers, body, extensions = self._run(call)
+        status, raw_headers, body, extensions = self.run(call)
         headers = httpx.Headers(raw_headers)
         raise_wire_fault(status, headers, request)
         return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body), extensions=extensions)

@@ -109,7 +109,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        print(ControlPlane(fake).spend_report(), file=sys.stderr, flush=True)
+        print(await ControlPlane(fake).spend_report(), file=sys.stderr, flush=True)
 
     app = FakeApp(
         Middleware(Edge, fake=fake, routes=provider),

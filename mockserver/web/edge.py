@@ -223,8 +223,7 @@ class Edge:
         self.routes = routes  # the provider's hot routes, dispatched here without Starlette's router
         self._seen: dict[tuple[tuple[bytes, bytes], ...], Heads] = {}  # see _heads
         self.clock = fake.clock
-        self.refreshes = fake.refreshes
-        self.append_entry = fake.journal_writer()
+        self.append_entry = fake.append_entry
         self.limit = fake.settings.max_body_bytes
         self.body_timeout = fake.settings.body_timeout_seconds
         self.canned = Canned(fake)  # canned responses answer before the route: one cheap read when none
@@ -240,8 +239,7 @@ class Edge:
             return
         scope[READ_HEADERS] = heads.read
         journaled = not scope["path"].startswith(CONTROL_PREFIX) and scope["path"] != HEALTH_PATH
-        if self.refreshes:  # a store that keeps a copy of the shared settings: make it current, once
-            await self.fake.begin()
+        await self.fake.begin()  # a store that keeps a copy of the shared settings makes it current, once
         at, started = self.clock.now(), time.perf_counter()
         facts: dict[str, Any] = {}  # what the journal entry will say: routes and the service add to it
         state = scope.get("state")

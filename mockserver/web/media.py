@@ -56,10 +56,10 @@ def media_routes(fake: Fake) -> list[BaseRoute]:
     files = Files(fake)
 
     async def result(request: Request) -> Response:
-        return _answer(request, files.media_file(request.path_params["task_id"], request.path_params["name"]))
+        return _answer(request, await files.media_file(request.path_params["task_id"], request.path_params["name"]))
 
     async def upload(request: Request) -> Response:
-        return _answer(request, files.upload_file(request.path_params["upload_id"]))
+        return _answer(request, await files.upload_file(request.path_params["upload_id"]))
 
     return [
         Route("/media/uploads/{upload_id}/{filename}", upload, methods=["GET", "HEAD"]),

@@ -286,10 +286,10 @@ class ProviderRoutes:
             if exc.status == 401 and bearer_token(header) is not None:
                 return JSONResponse(ledger.UNKNOWN_KEY)  # a key that is not known: a 200, as the page shows
             raise
-        remaining, spent = fake.balance(account)
+        remaining, spent = await fake.balance(account)
         key = facts.get("key_id")
         if key is not None and not request.url.path.endswith("/user/balance"):
-            spent = fake.key_spent(account, key)
+            spent = await fake.key_spent(account, key)
         settings = fake.settings
         per_unit = settings.usd_per_credit if settings.balance_unit == "usd" else 1.0
         return JSONResponse(ledger.balance_answer(remaining, spent, per_unit))

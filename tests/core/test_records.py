@@ -35,9 +35,9 @@ def test_the_records_a_submission_makes_without_init_have_every_field_and_no_oth
         "animate_mode": "manual"}, parent=None, max_frame_bytes=1000, measure_upload=lambda url: None,
     )  # fmt: skip
     made = [
-        fake.video_record("acct", None, job),
-        fake.video_record("acct", Fault("fail"), job),
-        fake.imagine_record("acct", None, {"prompt": "p"}),
+        fake.video_record("acct", None, job, {}),
+        fake.video_record("acct", Fault("fail"), job, {}),
+        fake.imagine_record("acct", None, {"prompt": "p"}, {}),
     ]
     names = [f.name for f in dataclasses.fields(TaskRecord)]
     for record in made:

@@ -39,6 +39,7 @@ from mockserver.proxy.process import ProxyProcess
 from mockserver.testing import ServerProcess, free_port
 
 from ..broken import RewriteJSON
+from ..helpers import blocking
 
 TOKEN = "sk-proxy-test-7f3a9c1e5b2d"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -165,7 +166,7 @@ def test_by_default_no_paid_submission_is_forwarded() -> None:
             assert (await r.client.get("/v1/tasks/task_unknown")).status_code == 404  # free calls still go
             spend = (await r.client.get("/__mock__/spend")).json()
             assert (spend["tasks"], spend["refused_locally"], spend["credits"]) == (0, 3, 0)
-        assert upstream.state.fake.store.tasks() == []
+        assert blocking(upstream.state.fake.store).tasks() == []
         assert any("spent 0 credit(s) (0.00 USD) on 0 paid task(s)" in line for line in r.lines)
 
     run(scenario())
@@ -188,7 +189,7 @@ def test_a_refused_submission_gives_its_slot_back_and_spend_is_counted() -> None
             assert spend["by_price_key"]["midjourney@video-720p"]["credits"] == 8
             assert spend["by_price_key"]["midjourney@video"]["refunded"] == 2
             assert spend["credits"] == 8 and spend["usd"] == pytest.approx(0.8)
-        assert len(upstream.state.fake.store.tasks()) == 2
+        assert len(blocking(upstream.state.fake.store).tasks()) == 2
         assert r.counts() == {"request.rule": 1}  # refused locally, for the budget: the upstream never saw it
         assert r.confirmed() == {"request.rule": 1}  # forwarded and refused upstream too: agreement
         assert any(line.endswith("not forwarded (--max-paid-tasks reached)") for line in r.lines)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, cast
@@ -22,7 +24,7 @@ from mockserver.store.memory import MemoryStore
 from mockserver.store.sqlite import SQLiteStore, steps
 
 from ..conftest import MakeStore
-from ..helpers import twin
+from ..helpers import at_once, blocking, twin
 
 pytestmark = pytest.mark.all_stores  # every test here runs on memory, SQLite and Redis
 
@@ -40,7 +42,7 @@ def task(task_id: str, account: str = "acct_a", **changes: object) -> TaskRecord
 
 
 def test_tasks_round_trip_in_order(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     for n in range(5):
         store.put_task(task(f"task_{n}", "acct_a" if n % 2 else "acct_b"))
     assert store.get_task("task_3") == task("task_3", "acct_a")
@@ -49,11 +51,11 @@ def test_tasks_round_trip_in_order(make_store: MakeStore) -> None:
     assert [t.id for t in store.tasks("acct_a")] == ["task_1", "task_3"]
     store.put_task(task("task_0", "acct_b", prompt="again"))  # replacing keeps the order
     assert [t.id for t in store.tasks()] == ["task_0", "task_1", "task_2", "task_3", "task_4"]
-    assert store.get_task("task_0").prompt == "again"  # type: ignore[union-attr]
+    assert store.get_task("task_0").prompt == "again"
 
 
 def test_update_task_is_atomic(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     store.put_task(task("task_p", finish_after_polls=1000))
 
     def poll_many() -> None:
@@ -65,12 +67,12 @@ def test_update_task_is_atomic(make_store: MakeStore) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert store.get_task("task_p").polls == 200  # type: ignore[union-attr]
+    assert store.get_task("task_p").polls == 200
     assert store.update_task("missing", lambda r: r) is None
 
 
 def test_eviction_forgets_old_tasks_and_their_keys(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     for n in range(6):
         key = {1: "old", 5: "new"}.get(n)
         assert store.put_task_once(task(f"task_{n}", created_at=float(n)), key) == f"task_{n}"
@@ -83,7 +85,7 @@ def test_eviction_forgets_old_tasks_and_their_keys(make_store: MakeStore) -> Non
 
 
 def test_put_task_once_binds_the_key_and_stores_the_task_together(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     assert store.idempotent_task("acct_a", "k") is None
     assert store.put_task_once(task("task_1", unit_price=PRICE), "k") == "task_1"
     assert store.put_task_once(task("task_2", unit_price=PRICE), "k") == "task_1"  # the earlier one; nothing stored
@@ -97,7 +99,7 @@ def test_put_task_once_binds_the_key_and_stores_the_task_together(make_store: Ma
     assert store.spending("acct_a", 100.0).charged == 16.0  # task_1 once, task_2 never
 
 
-def race(store: Store, count: int, submit: Any) -> list[Any]:
+def race(store: Any, count: int, submit: Any) -> list[Any]:
     """``submit(view, n)`` from ``count`` threads released at once, over four connections."""
     views = [store, twin(store), twin(store), twin(store)]
     barrier = threading.Barrier(count)
@@ -116,7 +118,7 @@ def race(store: Store, count: int, submit: Any) -> list[Any]:
 
 
 def test_one_key_raced_over_several_connections_stores_one_task(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     results = race(store, 16, lambda view, n: view.put_task_once(task(f"task_{n}", unit_price=PRICE), "same"))
     assert len(set(results)) == 1
     assert [t.id for t in store.tasks()] == results[:1]
@@ -126,7 +128,7 @@ def test_one_key_raced_over_several_connections_stores_one_task(make_store: Make
 
 def test_balance_check_and_charge_are_one_step(make_store: MakeStore) -> None:
     """32 racing submissions of 16 against a balance of 20: exactly one is stored and charged."""
-    store = make_store()
+    store = blocking(make_store())
     results = race(store, 32, lambda view, n: view.put_task_once(task(f"task_{n}", unit_price=PRICE), None, 20.0))
     accepted = [r for r in results if isinstance(r, str)]
     assert len(accepted) == 1, results
@@ -135,7 +137,7 @@ def test_balance_check_and_charge_are_one_step(make_store: MakeStore) -> None:
     assert store.spending("acct_a", 100.0) == (16.0, 0.0)
 
 
-def assert_totals_agree(store: Store, now: float, account: str = "acct_a") -> None:
+def assert_totals_agree(store: Any, now: float, account: str = "acct_a") -> None:
     derived = ledger.summary(store.tasks(), now, {}, None)["accounts"].get(account, {"charged": 0.0, "refunded": 0.0})
     running = store.spending(account, now)
     assert running.charged == pytest.approx(derived["charged"]), f"at {now}"
@@ -145,7 +147,7 @@ def assert_totals_agree(store: Store, now: float, account: str = "acct_a") -> No
 def test_running_totals_follow_the_ledger(make_store: MakeStore) -> None:
     """Charges when stored; a refund when the lifecycle ends in FAILURE (at the end of its time, or at
     the poll that settles a poll-count task); eviction, replacement and reset take them out again."""
-    store = make_store()
+    store = blocking(make_store())
     stored = [
         task("ok", created_at=0.0, unit_price=PRICE),
         task("fails", created_at=1.0, unit_price=PRICE, outcome="failure"),  # refunded at 9
@@ -164,8 +166,8 @@ def test_running_totals_follow_the_ledger(make_store: MakeStore) -> None:
     assert store.put_task_once(task("late", created_at=10.0, unit_price=PRICE), None, 64.0) == "late"
     assert store.put_task_once(task("later", created_at=10.0, unit_price=PRICE), None, 64.0) == Overdraft(0.0)
     for at in (11.0, 12.0):  # the second poll settles it: refunded from then on
-        store.update_task("by_polls", lambda r, at=at: lifecycle.counted_poll(r, at))  # type: ignore[misc]
-    assert store.get_task("by_polls").settled_at == 12.0  # type: ignore[union-attr]
+        store.update_task("by_polls", lambda r, at=at: lifecycle.counted_poll(r, at))
+    assert store.get_task("by_polls").settled_at == 12.0
     for now in (12.0, 30.0):  # (clocks only move forward: nobody asks about 11.5 after the poll at 12)
         assert_totals_agree(store, now)
     assert store.spending("acct_a", 30.0) == (80.0, 32.0)
@@ -198,7 +200,7 @@ def test_refund_due_is_when_the_ledger_shows_the_refund(outcome: str, mode: str)
 
 
 def test_uploads(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     upload = UploadRecord("upl_1", "acct_a", "a.png", "image/png", 3, 5.0, b"\x89PN")
     store.put_upload(upload)
     assert store.get_upload("upl_1") == upload
@@ -206,7 +208,7 @@ def test_uploads(make_store: MakeStore) -> None:
 
 
 def test_journal_is_a_ring_with_stable_sequence_numbers(make_store: MakeStore) -> None:
-    store = make_store(journal_size=3)
+    store = blocking(make_store(journal_size=3))
     seqs = [store.append_journal({"path": f"/{n}", "account": "acct_a"}) for n in range(5)]
     assert seqs == sorted(seqs) and len(set(seqs)) == 5
     kept = store.journal()
@@ -219,7 +221,7 @@ def test_journal_is_a_ring_with_stable_sequence_numbers(make_store: MakeStore) -
 
 
 def test_rules_fire_as_often_as_allowed(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     twice = FaultRule("rule_1", Fault("error_500"), endpoint="video", times=2)
     always = FaultRule("rule_2", Fault("latency", {"ms": "5"}), fields={"batch_size": 4})
     store.put_fault_rule(twice)
@@ -233,24 +235,32 @@ def test_rules_fire_as_often_as_allowed(make_store: MakeStore) -> None:
 
 
 def test_rate_windows(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     assert [store.hit("acct_a", 100) for _ in range(3)] == [1, 2, 3]
     assert store.hit("acct_b", 100) == 1
     assert store.hit("acct_a", 101) == 1
 
 
+def clock_of(store: Any) -> tuple[float, float | None]:
+    """The clock's state as a request reads it: the store's shared settings, made current."""
+    store.refresh()
+    clock: tuple[float, float | None] = store.shared().clock
+    return clock
+
+
 def test_balances_and_clock(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     store.set_balance("acct_a", 12.5)
     store.set_balance("acct_b", None)
     assert store.balances() == {"acct_a": 12.5, "acct_b": None}
-    assert store.clock_state() == (0.0, None)
+    assert clock_of(store) == (0.0, None)
     store.set_clock_state(30.0, 1234.5)
-    assert store.clock_state() == (30.0, 1234.5)
+    assert store.shared().clock == (30.0, 1234.5)  # this process's copy follows at once
+    assert clock_of(twin(store)) == (30.0, 1234.5)  # and another worker's, once it refreshes
 
 
 def test_reset_one_account_or_all(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     store.put_task_once(task("task_a", "acct_a", unit_price=PRICE), "k")
     store.put_task(task("task_b", "acct_b"))
     store.append_journal({"account": "acct_a"})
@@ -267,14 +277,14 @@ def test_reset_one_account_or_all(make_store: MakeStore) -> None:
     assert len(store.fault_rules()) == 1
     store.reset()
     assert store.tasks() == [] and store.fault_rules() == [] and store.journal() == []
-    assert store.clock_state() == (5.0, None)  # the clock only moves forward: a reset keeps it
+    assert clock_of(store) == (5.0, None)  # the clock only moves forward: a reset keeps it
 
 
 # -- fire counts, canned responses, account settings (the control plane's verification and seeding) ----
 
 
 def test_fault_rules_keep_their_fire_counts(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     store.put_fault_rule(FaultRule("rule_1", Fault("error_500"), times=3))
     store.put_fault_rule(FaultRule("rule_2", Fault("never"), fired=4))  # imported: its count goes on from 4
     assert store.fault_rule_counts() == {"rule_1": 0, "rule_2": 4}
@@ -295,7 +305,7 @@ def canned(response_id: str, **changes: object) -> CannedResponse:
 
 
 def test_canned_responses_keep_order_and_counts(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     assert store.canned_responses() == []
     once = canned("resp_1", times=2, method="GET", headers={"retry-after": "2"}, fields={"batch_size": 4})
     always = canned("resp_2", path="/media/**", body={"code": 500, "data": []}, has_body=True, text=None)
@@ -318,7 +328,7 @@ def test_canned_responses_keep_order_and_counts(make_store: MakeStore) -> None:
 
 
 def test_canned_responses_fire_atomically(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     store.put_canned_response(canned("resp_1", times=50))
     fired: list[bool] = []
 
@@ -335,7 +345,7 @@ def test_canned_responses_fire_atomically(make_store: MakeStore) -> None:
 
 
 def test_account_settings(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     assert store.account_settings("acct_a") == {}
     store.set_account_settings("acct_a", {"task_dialect": "mj"})
     store.set_account_settings("acct_b", {"task_dialect": "unified"})
@@ -354,14 +364,15 @@ def test_account_settings(make_store: MakeStore) -> None:
 
 def test_a_version_2_sqlite_file_gains_the_new_tables_without_booking_twice(tmp_path: Path) -> None:
     path = tmp_path / "v2.db"
-    store = SQLiteStore(path)
+    store = blocking(SQLiteStore(path))
     store.put_task_once(task("task_a", unit_price=PRICE), None)
-    with store.write() as db:  # as a file written before canned responses and account settings
+    store.close()
+    # as a file written before canned responses and account settings
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute("DROP TABLE canned")
         db.execute("DROP TABLE account_settings")
         db.execute("PRAGMA user_version = 2")
-    store.close()
-    reopened = SQLiteStore(path)
+    reopened = blocking(SQLiteStore(path))
     assert reopened.spending("acct_a", 2.0) == (2 * PRICE, 0.0)  # the running totals were not summed again
     reopened.put_canned_response(canned("resp_1"))
     reopened.set_account_settings("acct_a", {"task_dialect": "mj"})
@@ -383,7 +394,7 @@ class NoHistory:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def tasks(self, account: str | None = None) -> list[TaskRecord]:
+    async def tasks(self, account: str | None = None) -> list[TaskRecord]:
         raise AssertionError("a submission listed the account's tasks")
 
 
@@ -395,9 +406,9 @@ def submit(fake: Fake, count: int = 1) -> list[str]:
 
 
 def test_a_submission_checks_the_balance_without_reading_the_history(make_store: MakeStore) -> None:
-    store = make_store()
-    fake = Fake.open(Settings(task_seconds=10.0), clock=VirtualClock(), store=cast(Store, NoHistory(store)))
-    charge = store.get_task(submit(fake)[0]).charge  # type: ignore[union-attr]
+    store = blocking(make_store())
+    fake = Fake.open(Settings(task_seconds=10.0), clock=VirtualClock(), store=cast(Store, NoHistory(store.store)))
+    charge = store.get_task(submit(fake)[0]).charge
     assert charge > 0
     store.set_balance("acct_a", 2.5 * charge)
     submit(fake)
@@ -415,13 +426,13 @@ def full_store(kind: str, tmp_path: Path, tasks: int) -> Store:
         for n in range(tasks)
     ]
     if kind == "sqlite":
-        store = SQLiteStore(tmp_path / f"{tasks}.db")
-        with store.write() as db:  # one transaction, not 100 000
+        store = SQLiteStore(tmp_path / f"{tasks}.db")  # the file and its schema
+        with contextlib.closing(sqlite3.connect(store.path)) as db, db:  # one transaction, not 100 000
             for record in records:
                 steps.insert(db, record)
                 steps.book(db, record)
         return store
     memory = MemoryStore()
     for record in records:
-        memory.put_task(record)
+        at_once(memory.put_task(record))
     return memory

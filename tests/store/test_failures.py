@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ from mockserver.store.guard import Guard
 from mockserver.store.redis import RedisStore
 from mockserver.store.sqlite import SQLiteStore
 from mockserver.testing.process import ServerProcess, free_port
+
+from ..helpers import blocking
 
 AUTH = {"Authorization": "Bearer store-failures"}
 VIDEO = "/v1/midjourney/generations/video"
@@ -56,6 +58,14 @@ def timed(call: Callable[[], Any]) -> tuple[Any, float]:
     started = time.monotonic()
     result = call()
     return result, time.monotonic() - started
+
+
+def clock_of(store: Any) -> tuple[float, float | None]:
+    """The clock's state as a request reads it: the shared settings, made current when the store can."""
+    with suppress(StoreUnavailable):
+        store.refresh()
+    clock: tuple[float, float | None] = store.shared().clock
+    return clock
 
 
 def unavailable(call: Callable[[], Any]) -> tuple[StoreUnavailable, float]:
@@ -100,10 +110,10 @@ def test_guard_answers_at_once_after_a_slow_failure_then_asks_again() -> None:
 
 def test_sqlite_locked_by_another_process_answers_within_its_timeout(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    store = SQLiteStore(path, timeout=0.5)
+    store = blocking(SQLiteStore(path, timeout=0.5))
     store.put_task_once(task("task_1"), None)
     store.set_clock_state(5.0, None)
-    assert store.clock_state() == (5.0, None)
+    assert clock_of(store) == (5.0, None)
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:
@@ -112,7 +122,7 @@ def test_sqlite_locked_by_another_process_answers_within_its_timeout(tmp_path: P
         assert "database is locked" in error.message and 0.4 < took < 1.5
         _, took = unavailable(lambda: store.append_journal({"path": "/"}))
         assert took < 0.1, "answered at once while the store is known to be stuck"
-        assert store.clock_state() == (5.0, None)  # the last state read
+        assert clock_of(store) == (5.0, None)  # the last state read
         time.sleep(1.0)
         error, took = unavailable(store.ping)
         assert "database is locked" in error.reason and took < 1.5
@@ -125,10 +135,10 @@ def test_sqlite_locked_by_another_process_answers_within_its_timeout(tmp_path: P
 
 
 def test_sqlite_full_answers_503_then_recovers(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "state.db", timeout=0.5)
-    assert store._db is not None
-    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
-    store._db.execute(f"PRAGMA max_page_count = {pages}")  # no room for one more page
+    store = blocking(SQLiteStore(tmp_path / "state.db", timeout=0.5))
+    db = store.writer.connection()
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")  # no room for one more page
     big = {"path": "/", "body": "x" * 100_000}
     error, took = unavailable(lambda: store.append_journal(big))
     assert "full" in error.reason and took < 1.0
@@ -170,12 +180,12 @@ def make_read_only(path: Path, *, while_open: bool = False) -> Callable[[], None
 
 def test_sqlite_read_only_file_reads_answers_503_on_writes_and_recovers(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    first = SQLiteStore(path)
+    first = blocking(SQLiteStore(path))
     first.put_task_once(task("task_1"), "k")
     first.close()
     writable = make_read_only(path)
     try:
-        store = SQLiteStore(path, timeout=0.5)
+        store = blocking(SQLiteStore(path, timeout=0.5))
         assert store.get_task("task_1") == task("task_1")
         error, took = unavailable(lambda: store.put_task_once(task("task_2"), None))
         assert "readonly" in error.reason and took < 1.0
@@ -191,7 +201,7 @@ def test_sqlite_read_only_file_reads_answers_503_on_writes_and_recovers(tmp_path
 def test_sqlite_file_that_cannot_be_opened_yet_answers_503_until_it_can(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     path.mkdir()  # a directory where the file should be
-    store = SQLiteStore(path, timeout=0.2)  # no exception: a server on it starts, and says what is wrong
+    store = blocking(SQLiteStore(path, timeout=0.2))  # no exception: a server on it starts, and says what is wrong
     error, _ = unavailable(lambda: store.get_task("task_1"))
     assert "unable to open" in error.reason
     path.rmdir()
@@ -202,7 +212,7 @@ def test_sqlite_file_that_cannot_be_opened_yet_answers_503_until_it_can(tmp_path
 # -- Redis ---------------------------------------------------------------------------------------
 
 
-def every_call(store: Store) -> dict[str, Callable[[], Any]]:
+def every_call(store: Any) -> dict[str, Callable[[], Any]]:
     """One call of every Store method."""
     return {
         "put_task_once": lambda: store.put_task_once(task("task_1"), "k", 10.0),
@@ -240,18 +250,20 @@ def every_call(store: Store) -> dict[str, Callable[[], Any]]:
         "reset": lambda: store.reset(),
         "replace_state": lambda: store.replace_state(StateImage(tasks=[task("task_1")])),
         "ping": lambda: store.ping(),
+        "refresh": lambda: store.refresh(),
+        "upload_usage": lambda: store.upload_usage("acct_a"),
     }
 
 
 def test_every_redis_call_answers_503_when_nothing_listens() -> None:
-    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+    store = blocking(RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5))
     calls = every_call(store)
-    protocol = {name for name in vars(Store) if not name.startswith("_")} - {"clock_state"}
+    protocol = {name for name in vars(Store) if not name.startswith("_")} - {"shared", "note_clock", "append_entry"}
     assert protocol <= set(calls), f"add a call of {sorted(protocol - set(calls))}"
     for name, call in calls.items():
         error, took = unavailable(call)
         assert error.reason.startswith("redis: ") and took < 1.0, name
-    assert store.clock_state() == (0.0, None)  # the clock runs on: the last state read (none yet)
+    assert clock_of(store) == (0.0, None)  # the clock runs on: the last state read (none yet)
 
 
 @contextmanager
@@ -286,16 +298,16 @@ def redis_on(port: int, workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
 def test_redis_frozen_answers_within_the_timeout_and_recovers(tmp_path: Path) -> None:
     port = free_port()
     with redis_on(port, tmp_path) as server:
-        store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="frozen:", timeout=0.5)
+        store = blocking(RedisStore(f"redis://127.0.0.1:{port}/0", prefix="frozen:", timeout=0.5))
         store.set_clock_state(7.0, None)
-        assert store.clock_state() == (7.0, None)
+        assert clock_of(store) == (7.0, None)
         server.send_signal(signal.SIGSTOP)
         try:
             error, took = unavailable(lambda: store.put_task_once(task("task_1"), None))
             assert "Timeout" in error.reason and took < 1.5
             _, took = unavailable(store.ping)
             assert took < 0.1, "answered at once while Redis is known to be stuck"
-            state, took = timed(store.clock_state)
+            state, took = timed(lambda: clock_of(store))
             assert state == (7.0, None) and took < 0.1
         finally:
             server.send_signal(signal.SIGCONT)
@@ -303,7 +315,7 @@ def test_redis_frozen_answers_within_the_timeout_and_recovers(tmp_path: Path) ->
         assert store.put_task_once(task("task_1"), None) == "task_1"
 
 
-def store_answers(store: Store) -> bool:
+def store_answers(store: Any) -> bool:
     try:
         store.ping()
     except StoreUnavailable:

@@ -11,6 +11,7 @@ from mockserver.core import ledger
 from mockserver.service import Fake
 
 from ..conftest import MakeStore
+from ..helpers import blocking
 from .test_conformance import task
 
 BODY = {"prompt": "p", "image_urls": ["https://example.com/a.png"]}
@@ -20,7 +21,7 @@ BODY = {"prompt": "p", "image_urls": ["https://example.com/a.png"]}
 
 
 def test_task_pages_and_counts(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     for n in range(7):
         store.put_task_once(task(f"t{n}", account="acct_a" if n % 3 else "acct_b"), None)
     ids = [f"t{n}" for n in range(7)]
@@ -50,22 +51,22 @@ def test_listing_by_status_and_the_ledger_page_the_same_as_whole() -> None:
     asyncio.run(submit(3, {**BODY, "prompt": "p [mock:fail]"}))
     clock.advance(60)
     asyncio.run(submit(4, BODY))
-    every = ControlPlane(fake).tasks()[0]
+    every = blocking(ControlPlane(fake)).tasks()[0]
     for status, want in (("SUCCESS", 5), ("FAILURE", 3), ("SUBMITTED", 4)):
-        page, total = ControlPlane(fake).tasks(status=status, newest_first=True, offset=1, limit=2)
+        page, total = blocking(ControlPlane(fake)).tasks(status=status, newest_first=True, offset=1, limit=2)
         assert total == want
         matching = [t for t in every[::-1] if t["view"]["status"] == status]
         assert page == matching[1:3]
-    whole = ControlPlane(fake).ledger()
-    assert whole["entries"] == ledger.summary(fake.store.tasks(), clock.now(), {}, None)["entries"]
-    part = ControlPlane(fake).ledger(offset=3, limit=4)
+    whole = blocking(ControlPlane(fake)).ledger()
+    assert whole["entries"] == ledger.summary(blocking(fake.store).tasks(), clock.now(), {}, None)["entries"]
+    part = blocking(ControlPlane(fake)).ledger(offset=3, limit=4)
     assert part["entries"] == whole["entries"][3:7]
     assert part["accounts"] == whole["accounts"] and part["total_spent"] == whole["total_spent"]
-    assert ControlPlane(fake).ledger(limit=0)["entries"] == []
+    assert blocking(ControlPlane(fake)).ledger(limit=0)["entries"] == []
 
 
 def test_eviction_goes_a_step_at_a_time(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     for n in range(25):
         store.put_task_once(task(f"t{n:02d}", created_at=float(n)), None)
     assert store.evict_tasks(20.0, limit=8) == 8

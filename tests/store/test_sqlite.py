@@ -1,7 +1,7 @@
 """SQLite on a nearly full disk recovers by itself once space is freed.
 
 The "disk" is SQLite's own ``PRAGMA max_page_count`` on every connection to the file (the store's,
-the hot path's, a checkpoint's; a connection opened again after a failure too): a write that needs
+a checkpoint's; a connection opened again after a failure too): a write that needs
 one more page fails with SQLITE_FULL, "database or disk is full", as on a full disk. The disk fills
 with tasks until submissions are answered 503; then a little space is freed, and the journal's writes
 (every request makes an entry) would take it all again before the next submission. The store sheds
@@ -26,7 +26,7 @@ from mockserver.store.sqlite import SQLiteStore
 from mockserver.testing.transport import SyncASGITransport
 
 from ..conftest import SPEC
-from ..helpers import AUTH, FRAME, Api
+from ..helpers import AUTH, FRAME, Api, blocking
 
 BODY = {"prompt": "a cat " * 500, "image_urls": [FRAME]}  # a task row of 3 KB: each one takes a page of its own
 FREED = 12  # pages of room made on the full disk
@@ -76,7 +76,7 @@ def disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Disk:
 
 @pytest.fixture
 def api(disk: Disk) -> Iterator[Api]:
-    """A server on the file, called in-process: submissions go through the hot path's writer."""
+    """A server on the file, called in-process: submissions go through the store's group-commit writer."""
     clock = VirtualClock()
     store = SQLiteStore(disk.path, timeout=0.5)
     app = create_app(Settings(task_seconds=10.0), clock=clock, spec=SPEC, store=store)
@@ -88,7 +88,7 @@ def api(disk: Disk) -> Iterator[Api]:
 def journaled(api: Api, count: int) -> None:
     """``count`` requests, each journaled, and each entry written before the next request (as the
     journal's writes come in between a busy server's submissions): polls of a task nobody made."""
-    store = api.fake.store
+    store = blocking(api.fake.store)
     for n in range(count):
         assert api.client.get(f"/v1/midjourney/task_nobody_{n}").status_code == 404
         with suppress(StoreUnavailable):
@@ -105,8 +105,8 @@ def fill_with_tasks(api: Api, most: int = 400) -> list[int]:
 
 
 def test_after_space_is_freed_submissions_succeed_and_the_journal_was_shed(api: Api, disk: Disk) -> None:
-    store = api.fake.store
-    assert isinstance(store, SQLiteStore)
+    assert isinstance(api.fake.store, SQLiteStore)
+    store = blocking(api.fake.store)
     journaled(api, 40)
     first = store.journal()[-1]["seq"]  # the journal from before the disk filled
     disk.hold(disk.used())  # the disk is full: not one page more
@@ -138,9 +138,9 @@ def big_task(n: int) -> TaskRecord:
 
 
 def test_the_store_calls_recover_too(disk: Disk) -> None:
-    """The same without the hot path (the store's own calls: the control plane, a caller of its own):
-    a write that fails for want of room sheds the journal and is tried once more."""
-    store = SQLiteStore(disk.path, timeout=0.5)
+    """The same without a server (the store's own calls, one at a time): a write that fails for want of
+    room sheds the journal and is tried once more; a journal write is shed, not tried again."""
+    store = blocking(SQLiteStore(disk.path, timeout=0.5))
     for n in range(40):
         store.append_journal({"path": f"/before/{n}", "body": "x" * 400})
     disk.hold(disk.used())

@@ -19,20 +19,19 @@ from mockserver import Settings, VirtualClock, create_app
 from mockserver.core.canned import CannedResponse
 from mockserver.core.faults import Fault, FaultRule
 from mockserver.core.records import TaskRecord, UploadRecord
-from mockserver.store import Store
 from mockserver.store.base import StateImage
 from mockserver.store.sqlite import SQLiteStore
 from mockserver.testing.transport import SyncASGITransport
 
 from ..conftest import SPEC, MakeApi, MakeStore
-from ..helpers import AUTH, Api, tiny_png, twin
+from ..helpers import AUTH, Api, blocking, tiny_png, twin
 
 pytestmark = pytest.mark.all_stores
 
 Peek = Callable[[], None]
 
 
-def contents(store: Store) -> dict[str, Any]:
+def contents(store: Any) -> dict[str, Any]:
     """Everything a replace replaces, as one comparable value (the running totals too)."""
     tasks = store.tasks()
     accounts = sorted({t.account for t in tasks} | {u.account for u in store.upload_records()})
@@ -40,7 +39,7 @@ def contents(store: Store) -> dict[str, Any]:
         "tasks": [t.to_dict() for t in tasks],
         "count": store.task_count(),
         "uploads": [(u.id, u.account, u.size, store.get_upload(u.id)) for u in store.upload_records()],
-        "usage": {a: tuple(store.upload_usage(a)) for a in accounts},  # type: ignore[attr-defined]
+        "usage": {a: tuple(store.upload_usage(a)) for a in accounts},
         "spending": {a: tuple(store.spending(a, 2e9)) for a in accounts},
         "balances": store.balances(),
         "settings": store.all_account_settings(),
@@ -104,7 +103,7 @@ def test_a_failure_part_way_leaves_the_old_state_and_readers_never_see_a_mix(
     old_and_new: tuple[Api, dict[str, Any], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api, old, new = old_and_new
-    store = api.fake.store
+    store = blocking(api.fake.store)
     other = twin(store)
     store.journal()  # (the journal entries the hot path queued: written)
     before, clock = contents(other), api.clock.now()
@@ -140,8 +139,8 @@ def test_an_sqlite_write_refused_part_way_leaves_the_old_state(tmp_path: Path) -
     tasks): one transaction, rolled back whole."""
     api, other = sqlite_api(tmp_path / "a.db"), sqlite_api(tmp_path / "b.db")
     old, new = seed(api, "old-state", 3), seed(other, "new-state", 6)
-    store = api.fake.store
-    assert isinstance(store, SQLiteStore)
+    assert isinstance(api.fake.store, SQLiteStore)
+    store = blocking(api.fake.store)
     db = sqlite3.connect(store.path)
     db.execute(
         f"CREATE TRIGGER refuse BEFORE INSERT ON uploads WHEN new.account <> '{old['uploads'][0]['account']}' "
@@ -202,7 +201,7 @@ class Poisoned(TaskRecord):
 
 
 def test_replace_state_puts_the_image_in_place_of_everything(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     store.replace_state(image("acct_old", 3))
     store.append_journal({"path": "/old"})
     store.replace_state(image("acct_new", 4))
@@ -218,7 +217,7 @@ def test_replace_state_puts_the_image_in_place_of_everything(make_store: MakeSto
 
 @pytest.mark.parametrize("at", [0, 2, 4])
 def test_replace_state_that_fails_on_an_item_changes_nothing(make_store: MakeStore, at: int) -> None:
-    store = make_store()
+    store = blocking(make_store())
     store.replace_state(image("acct_old", 3))
     store.append_journal({"path": "/old"})
     before = contents(store)
@@ -232,7 +231,7 @@ def test_replace_state_that_fails_on_an_item_changes_nothing(make_store: MakeSto
 
 
 def test_a_replace_keeps_journal_sequence_numbers_going(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     first = store.append_journal({"path": "/a"})
     store.replace_state(image("acct_new", 1))
     assert store.append_journal({"path": "/b"}) > first

@@ -4,6 +4,7 @@ that does not grow with the number of uploads held."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -18,7 +19,7 @@ from mockserver.store import Store, UploadUsage
 from mockserver.testing.transport import SyncASGITransport
 
 from ..conftest import SPEC, MakeApi, MakeStore
-from ..helpers import AUTH, Api, tiny_png
+from ..helpers import AUTH, Api, blocking, tiny_png
 
 UPLOAD = "/v1/uploads/images"
 TTL = 3 * 86400.0
@@ -41,19 +42,20 @@ def account_of(api: Api, token: str) -> str:
     response = upload(api, token, 100)
     assert response.status_code == 200, response.text
     upload_id = upload_id_of(response.json()["url"])
-    stored = api.fake.store.get_upload(upload_id) if upload_id else None
+    stored = blocking(api.fake.store).get_upload(upload_id) if upload_id else None
     assert stored is not None
-    return stored.account
+    account: str = stored.account
+    return account
 
 
 def usage(store: Store, account: str) -> UploadUsage:
-    found: UploadUsage = store.upload_usage(account)  # type: ignore[attr-defined]
+    found: UploadUsage = blocking(store).upload_usage(account)
     return found
 
 
 def summed(store: Store, account: str) -> UploadUsage:
     """What the totals must say: the held uploads, summed (as the quota check did before them)."""
-    held = store.upload_records()
+    held = blocking(store).upload_records()
     return UploadUsage(sum(u.size for u in held if u.account == account), sum(u.size for u in held))
 
 
@@ -111,24 +113,24 @@ def test_totals_follow_uploads_expiry_deletion_reset_and_import(make_api: MakeAp
     assert usage(store, a) == summed(store, a) == UploadUsage(400, 700)
     assert usage(store, b) == summed(store, b) == UploadUsage(300, 700)
 
-    document = ControlPlane(api.fake).export_state(upload_data=True)
-    ControlPlane(api.fake).reset(b)
+    document = blocking(ControlPlane(api.fake)).export_state(upload_data=True)
+    blocking(ControlPlane(api.fake)).reset(b)
     assert usage(store, b) == summed(store, b) == UploadUsage(0, 400)
     assert usage(store, a) == UploadUsage(400, 400)
-    ControlPlane(api.fake).import_state(document)
+    blocking(ControlPlane(api.fake)).import_state(document)
     assert usage(store, a) == summed(store, a) == UploadUsage(400, 700)
     assert usage(store, b) == summed(store, b) == UploadUsage(300, 700)
-    ControlPlane(api.fake).import_state(document)  # the same uploads again (replaced, not counted twice)
+    blocking(ControlPlane(api.fake)).import_state(document)  # the same uploads again (replaced, not counted twice)
     assert usage(store, a) == summed(store, a) == UploadUsage(400, 700)
 
-    ControlPlane(api.fake).reset()
+    blocking(ControlPlane(api.fake)).reset()
     assert usage(store, a) == usage(store, b) == summed(store, a) == UploadUsage(0, 0)
     assert upload(api, "a", 900).status_code == 200
     assert usage(store, a) == UploadUsage(900, 900)
 
 
 def test_a_replaced_upload_moves_its_bytes(make_store: MakeStore) -> None:
-    store = make_store()
+    store = blocking(make_store())
     store.put_upload(UploadRecord("upl_1", "acct_a", "a.png", "image/png", 10, 1.0, b"x" * 10))
     store.put_upload(UploadRecord("upl_1", "acct_b", "a.png", "image/png", 4, 2.0, b"x" * 4))
     assert usage(store, "acct_a") == UploadUsage(0, 4)
@@ -149,12 +151,15 @@ class Counting:
 
     def __getattr__(self, name: str) -> Any:
         found = getattr(self.store, name)
-        if not callable(found) or name == "hot":
+        if not callable(found):
             return found
 
-        def call(*args: Any, **kwargs: Any) -> Any:
+        if not inspect.iscoroutinefunction(found):
+            return found
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
             self.calls[name] = self.calls.get(name, 0) + 1
-            answer = found(*args, **kwargs)
+            answer = await found(*args, **kwargs)
             if isinstance(answer, list | tuple | dict) and not isinstance(answer, UploadUsage):
                 self.records += len(answer)
             return answer
@@ -200,4 +205,4 @@ def test_store_work_per_upload_does_not_grow_with_uploads_held(
     clock.advance(TTL)  # all 304 expire: evicted by the next upload, in the same store call
     calls_after, records_after = one()
     assert calls_after == calls_few and records_after == records_few
-    assert len(counting.store.upload_records()) == 1
+    assert len(blocking(counting.store).upload_records()) == 1

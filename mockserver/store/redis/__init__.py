@@ -1,11 +1,11 @@
-"""The Redis store: ``RedisStore`` (sync, redis-py) and its hot path ``RedisHot`` (asyncio, ``client``).
+"""The Redis store: ``RedisStore``, the ``Store`` protocol over an asyncio client (``client``).
 
-``scripts`` holds the Lua scripts both run; ``hot`` never imports ``store`` (it knows the store as
-``hot.SyncStore``), so the modules import one way only: ``store`` → ``hot`` → ``client``, ``scripts``.
+``scripts`` holds its Lua scripts; ``link`` what its calls go through (one client per event loop, the
+guard) and what it keeps between them (the copy of the shared settings, the journal queue). The modules
+import one way only: ``store`` → ``link`` → ``client``, ``scripts``.
 """
 
 from .client import Client, Options, ReplyError, Subscriber
-from .hot import RedisHot
 from .store import RedisStore
 
-__all__ = ["Client", "Options", "RedisHot", "RedisStore", "ReplyError", "Subscriber"]
+__all__ = ["Client", "Options", "RedisStore", "ReplyError", "Subscriber"]

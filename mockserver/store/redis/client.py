@@ -1,4 +1,4 @@
-"""A small asyncio Redis client (RESP2) for the hot path (``hot``): one connection per event loop, pipelined.
+"""A small asyncio Redis client (RESP2) for the store (``store``, ``link``): one connection per event loop, pipelined.
 
 Why not redis-py's asyncio client: it takes a connection pool, an async lock and a timeout context for
 every call, and the hot path makes one command per request; here every command of one turn of the loop
@@ -201,7 +201,7 @@ class Client:
         protocol, self._protocol = self._protocol, None
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
-        self._fail(TimeoutError(f"Redis did not answer within {self.options.timeout:g} s"))
+        self._fail(TimeoutError(f"Timeout: Redis did not answer within {self.options.timeout:g} s"))
 
     async def call(self, *args: Any) -> Reply:
         """One command's reply (an error reply raises ``ReplyError``)."""

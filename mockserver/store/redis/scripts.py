@@ -1,15 +1,18 @@
 """The Redis store's Lua scripts, with the keys and arguments they take and the parsing of their answers.
 
-Every read-modify-write is one script, so it is atomic across instances. The sync store (``store``,
-through redis-py) and the hot store (``hot``, through ``client``) run the same scripts: what both
-need to call one (``put_once_call``, ``put_once_answer``, ``append_many_call``) is built here, once.
+Every read-modify-write is one script, so it is atomic across instances. What a call of one needs
+(``put_once_call``, ``put_once_answer``, ``append_many_call``) is built here, and so is what reads of
+the rules and canned responses make of Redis's replies (``rules_from``, ``canned_from``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from ...core.canned import CannedResponse
+from ...core.faults import FaultRule
 from ...core.ledger import refund_due
 from ...core.records import TaskRecord
 from ..base import AccountLimit, Limit, Overdraft
@@ -30,7 +33,7 @@ redis.call('RPUSH', KEYS[1], cjson.encode({seq, ARGV[1]}))
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 return seq
 """
-# Several entries at once (the hot store's batches). KEYS: journal, journal_seq; ARGV: size, entries...
+# Several entries at once (the journal queue's batches). KEYS: journal, journal_seq; ARGV: size, entries...
 APPEND_MANY = """
 local n = #ARGV - 1
 local last = redis.call('INCRBY', KEYS[2], n)
@@ -223,7 +226,7 @@ return moved
 """
 STAGING = "~replace:"  # under the store's prefix: where a replace writes its new state (no live key starts so)
 SHARED_VERSION = "shared_version"  # bumped by every change of what every request reads
-SHARED_CHANNEL = "shared_changed"  # and announced here (``hot`` subscribes)
+SHARED_CHANNEL = "shared_changed"  # and announced here (``link.SharedCopy`` subscribes)
 
 
 def refund_member(record: TaskRecord) -> str:
@@ -279,3 +282,23 @@ def put_once_answer(reply: Any) -> str | Overdraft:
 def append_many_call(k: Keys, journal_size: int, encoded: Sequence[bytes]) -> tuple[list[str], list[Any]]:
     """``APPEND_MANY``'s keys and arguments, for entries already encoded (``Entry.encoded``)."""
     return journal_keys(k), [journal_size, *encoded]
+
+
+def pairs(reply: Any) -> dict[bytes, Any]:
+    """A ``HGETALL`` reply (a flat list of field, value, …) as a mapping."""
+    items = reply if isinstance(reply, list) else []
+    return dict(zip(items[::2], items[1::2], strict=False))
+
+
+def rules_from(order: Sequence[bytes], rules: Mapping[bytes, bytes]) -> Iterator[FaultRule]:
+    """The fault rules in ``order`` (``rule_order``) of those stored (``rules``: id -> JSON)."""
+    return (FaultRule.from_dict(json.loads(rules[i])) for i in order if i in rules)
+
+
+def canned_from(
+    order: Sequence[bytes], canned: Mapping[bytes, bytes], fired: Mapping[bytes, bytes]
+) -> Iterator[CannedResponse]:
+    """The canned responses in ``order`` (``canned_order``), each with its count (``canned_fired``)."""
+    return (
+        CannedResponse.from_dict({**json.loads(canned[i]), "fired": int(fired.get(i, 0))}) for i in order if i in canned
+    )

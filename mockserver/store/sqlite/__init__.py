@@ -1,8 +1,9 @@
 """The SQLite backend: ``schema`` (tables, migration), ``steps`` (each atomic step as a function of a
-connection), ``hot`` (the group-commit writer of the hot path) and ``store`` (``SQLiteStore``)."""
+connection), ``writer`` (the connection and its group-commit writer) and ``store`` (``SQLiteStore``)."""
 
-from .hot import SQLiteHot
+from . import steps
 from .schema import out_of_space
 from .store import SQLiteStore
+from .writer import SQLiteWriter
 
-__all__ = ["SQLiteHot", "SQLiteStore", "out_of_space"]
+__all__ = ["SQLiteStore", "SQLiteWriter", "out_of_space", "steps"]

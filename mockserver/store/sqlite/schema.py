@@ -91,9 +91,8 @@ UPLOAD_SCHEMA = [
     "UPDATE upload_total SET n = n - old.size + new.size WHERE id = 1; END",
 ]
 
-LEDGER = ("spend", "refunds")
 # The errors of a write that found no room: SQLite's own, and the I/O errors of a file (or the WAL's
-# index) that could not grow. ``SQLiteStore.make_room`` answers them.
+# index) that could not grow. ``SQLiteWriter.make_room`` answers them.
 OUT_OF_SPACE = ("SQLITE_FULL", "SQLITE_IOERR_WRITE", "SQLITE_IOERR_SHMSIZE")
 
 

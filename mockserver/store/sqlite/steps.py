@@ -1,7 +1,7 @@
 """Each atomic step of the SQLite store as a function of a connection inside a write transaction.
 
-The store runs one step per transaction (``SQLiteStore.write``); the hot store runs many, each in a
-savepoint of its own (``hot.SQLiteHot``). One SQL text serves both.
+Every write of ``SQLiteStore`` is one of these, made by the group-commit writer (``writer.SQLiteWriter``):
+many in one transaction, each in a savepoint of its own, so a step is all or nothing.
 """
 
 from __future__ import annotations
@@ -15,11 +15,26 @@ from ...core.canned import CannedResponse
 from ...core.faults import FaultRule
 from ...core.ledger import refund_due
 from ...core.records import TaskRecord, UploadRecord
-from ..base import EPSILON, AccountLimit, Limit, Overdraft, UploadUsage, booking
+from ..base import (
+    EPSILON,
+    AccountLimit,
+    Limit,
+    Overdraft,
+    StateImage,
+    UploadRefused,
+    UploadUsage,
+    booking,
+    upload_refusal,
+)
 
 LEDGER = ("spend", "refunds")
 # The tables an account's data lives in (a reset of one account empties its rows).
 ACCOUNT_TABLES = ("tasks", "idempotency", "uploads", "journal", "windows", "balances", *LEDGER, "account_settings")
+ITEM_TABLES = ("uploads", "rules", "canned")  # what ``delete`` deletes from, by id
+
+
+class Undone(Exception):
+    """Raised by a step that wrote only to see that it could (``ping``): its savepoint undoes the write."""
 
 
 # -- tasks -------------------------------------------------------------------------------------------
@@ -150,6 +165,25 @@ def upsert_upload(db: sqlite3.Connection, upload: UploadRecord) -> None:
     )
 
 
+def put_upload(
+    db: sqlite3.Connection,
+    upload: UploadRecord,
+    account_quota: int | None,
+    total_quota: int | None,
+    evict_by: float | None,
+) -> UploadRefused | None:
+    """The expired uploads forgotten (``evict_by``, whatever comes next), then the upload stored unless
+    it passes a quota (``base.upload_refusal``, read from the running totals)."""
+    if evict_by is not None:  # the oldest first, by the index; the triggers take their bytes out
+        db.execute("DELETE FROM uploads WHERE created_at <= ?", (evict_by,))
+    if account_quota is not None or total_quota is not None:
+        refused = upload_refusal(upload_usage(db, upload.account), upload.size, account_quota, total_quota)
+        if refused is not None:
+            return refused
+    upsert_upload(db, upload)
+    return None
+
+
 def upload_usage(db: sqlite3.Connection, account: str) -> UploadUsage:
     row = db.execute(  # one statement: one snapshot
         "SELECT (SELECT n FROM upload_bytes WHERE account = ?), (SELECT n FROM upload_total WHERE id = 1)",
@@ -190,6 +224,13 @@ def fire(db: sqlite3.Connection, table: str, item_id: str) -> bool:
     return True
 
 
+def delete(db: sqlite3.Connection, table: str, item_id: str) -> bool:
+    """Forget an upload (``uploads``), a fault rule (``rules``) or a canned response (``canned``)."""
+    if table not in ITEM_TABLES:
+        raise ValueError(f"no items in {table!r}")
+    return db.execute(f"DELETE FROM {table} WHERE id = ?", (item_id,)).rowcount > 0  # noqa: S608 - fixed names
+
+
 def set_account_settings(db: sqlite3.Connection, account: str, settings: Mapping[str, Any]) -> None:
     if settings:
         db.execute("INSERT OR REPLACE INTO account_settings VALUES (?, ?)", (account, json.dumps(dict(settings))))
@@ -206,6 +247,62 @@ def hit(db: sqlite3.Connection, account: str, window: int) -> int:
         (account, window),
     ).fetchone()
     return int(row[0])
+
+
+def set_balance(db: sqlite3.Connection, account: str, amount: float | None) -> None:
+    db.execute("INSERT OR REPLACE INTO balances VALUES (?, ?)", (account, amount))
+
+
+def set_clock(db: sqlite3.Connection, offset: float, frozen_at: float | None) -> None:
+    db.execute("INSERT OR REPLACE INTO clock VALUES (1, ?, ?)", (offset, frozen_at))
+
+
+# -- the journal -------------------------------------------------------------------------------------
+
+
+def append_journal(db: sqlite3.Connection, entries: list[tuple[Any, str]], keep: int) -> int:
+    """Journal entries (account, JSON text), the oldest falling out past ``keep``; the last one's number."""
+    db.executemany("INSERT INTO journal (account, data) VALUES (?, ?)", entries)
+    seq = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+    db.execute("DELETE FROM journal WHERE seq <= ?", (seq - keep,))  # by the primary key: nothing, or the oldest
+    return seq
+
+
+# -- the whole state ---------------------------------------------------------------------------------
+
+
+def reset(db: sqlite3.Connection, account: str | None) -> None:
+    """Everything ``wipe`` clears, or one account's rows."""
+    if account is None:
+        wipe(db)
+        return
+    for table in ACCOUNT_TABLES:
+        db.execute(f"DELETE FROM {table} WHERE account = ?", (account,))  # noqa: S608 - fixed table names
+
+
+def replace_state(db: sqlite3.Connection, image: StateImage) -> None:
+    """The wipe and every item of ``image``, in order, as the single-item steps write them: one step, so
+    a failure part way leaves the old state, and readers (under WAL) see the old state or the new."""
+    wipe(db)
+    for record in image.tasks:
+        put_task(db, record)
+    for upload in image.uploads:
+        upsert_upload(db, upload)
+    for account, amount in image.balances.items():
+        set_balance(db, account, amount)
+    for account, values in image.account_settings.items():
+        set_account_settings(db, account, values)
+    for rule in image.fault_rules:
+        put_fault_rule(db, rule)
+    for response in image.canned_responses:
+        put_canned_response(db, response)
+
+
+def ping(db: sqlite3.Connection) -> None:
+    """A write, undone (``Undone``): a file that is read-only, or locked elsewhere, fails here too."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    db.execute(f"PRAGMA user_version = {version}")
+    raise Undone()
 
 
 def wipe(db: sqlite3.Connection) -> None:

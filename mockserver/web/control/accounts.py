@@ -21,4 +21,4 @@ class Accounts(Routes):
         if request.method == "GET":
             return JSONResponse({"account": account, "settings": self.fake.account_settings(account)})
         changes = await self.body(request, "AccountSettings")
-        return JSONResponse({"account": account, "settings": self.control.configure_account(account, changes)})
+        return JSONResponse({"account": account, "settings": await self.control.configure_account(account, changes)})

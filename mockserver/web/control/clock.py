@@ -39,6 +39,8 @@ class ClockRoutes(Routes):
             raise ApiError(409, "this server's clock cannot be moved", param=None) from None
         except (ValueError, OverflowError) as exc:
             raise bad_request(str(exc), "set" if body.get("set") is not None else "advance") from None
+        finally:
+            await self.control.save_clock()  # what moved before a refusal stays moved, for every worker
         return JSONResponse(self.state())
 
     def change(self, body: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ class Journal(Routes):
 
     async def listing(self, request: Request) -> Response:
         q = request.query_params
-        entries = self.control.journal(
+        entries = await self.control.journal(
             whole(q, "since", 0) or 0,
             method=q.get("method"),
             path=q.get("path"),
@@ -43,8 +43,8 @@ class Journal(Routes):
             account=self.account_of(body),
             status=body.get("status"),
         )
-        return JSONResponse(self.control.verify(expectation, body.get("times"), body.get("since", 0)))
+        return JSONResponse(await self.control.verify(expectation, body.get("times"), body.get("since", 0)))
 
     async def har(self, request: Request) -> Response:
         base = str(request.base_url).rstrip("/").removesuffix("/__mock__")
-        return JSONResponse(har.document(self.control.journal(), base), headers={"content-disposition": "inline"})
+        return JSONResponse(har.document(await self.control.journal(), base), headers={"content-disposition": "inline"})

@@ -22,7 +22,9 @@ class Ledger(Routes):
 
     async def ledger(self, request: Request) -> Response:
         q = request.query_params
-        found = self.control.ledger(self.account_of(q), offset=whole(q, "offset", 0) or 0, limit=whole(q, "limit"))
+        found = await self.control.ledger(
+            self.account_of(q), offset=whole(q, "offset", 0) or 0, limit=whole(q, "limit")
+        )
         return JSONResponse(found)
 
     async def balances(self, request: Request) -> Response:
@@ -30,5 +32,5 @@ class Ledger(Routes):
         account = self.account_of(body)
         if account is None:
             raise bad_request("name the account by token or account", "token")
-        self.control.set_balance(account, body["balance"])
+        await self.control.set_balance(account, body["balance"])
         return JSONResponse({"account": account, "balance": body["balance"]})

@@ -22,17 +22,18 @@ class CannedResponses(Routes):
         ]
 
     async def listing(self, request: Request) -> Response:
-        return JSONResponse({"responses": [r.to_dict() for r in self.control.canned_listing()]})
+        return JSONResponse({"responses": [r.to_dict() for r in await self.control.canned_listing()]})
 
     async def add(self, request: Request) -> Response:
         body = await self.body(request, "CannedRequest")
-        return JSONResponse(self.control.add_canned_response(body, self.account_of(body)).to_dict())
+        response = await self.control.add_canned_response(body, self.account_of(body))
+        return JSONResponse(response.to_dict())
 
     async def clear(self, request: Request) -> Response:
-        self.control.clear_canned_responses()
+        await self.control.clear_canned_responses()
         return JSONResponse({"deleted": "all"})
 
     async def delete(self, request: Request) -> Response:
         response_id = request.path_params["response_id"]
-        self.control.delete_canned_response(response_id)
+        await self.control.delete_canned_response(response_id)
         return JSONResponse({"deleted": response_id})

@@ -27,11 +27,11 @@ class FaultRules(Routes):
             {"name": k.name, "summary": k.summary, "params": dict(k.params), "task": k.task}
             for k in faults.CATALOGUE.values()
         ]
-        return JSONResponse({"catalogue": catalogue, "rules": [r.to_dict() for r in self.control.rule_listing()]})
+        return JSONResponse({"catalogue": catalogue, "rules": [r.to_dict() for r in await self.control.rule_listing()]})
 
     async def add(self, request: Request) -> Response:
         body = await self.body(request, "RuleRequest")
-        rule = self.control.add_fault_rule(
+        rule = await self.control.add_fault_rule(
             body["scenario"],
             body.get("params"),
             endpoint=body.get("endpoint", "any"),
@@ -43,10 +43,10 @@ class FaultRules(Routes):
         return JSONResponse(rule.to_dict())
 
     async def clear(self, request: Request) -> Response:
-        self.control.clear_fault_rules()
+        await self.control.clear_fault_rules()
         return JSONResponse({"deleted": "all"})
 
     async def delete(self, request: Request) -> Response:
         rule_id = request.path_params["rule_id"]
-        self.control.delete_fault_rule(rule_id)
+        await self.control.delete_fault_rule(rule_id)
         return JSONResponse({"deleted": rule_id})

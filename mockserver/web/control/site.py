@@ -38,7 +38,7 @@ class Site(Routes):
         return FileResponse(DASHBOARD / "index.html", media_type="text/html", headers=self.page_headers)
 
     async def health(self, request: Request) -> Response:
-        found = self.fake.health()  # {"status": "ok" | "unhealthy", "store": "ok" | why not}
+        found = await self.fake.health()  # {"status": "ok" | "unhealthy", "store": "ok" | why not}
         body = {**found, "pid": os.getpid(), "state": self.fake.settings.state.split("://")[0]}
         return JSONResponse(body, 200 if found["status"] == "ok" else 503)
 

@@ -22,10 +22,12 @@ class State(Routes):
 
     async def reset(self, request: Request) -> Response:
         account = self.account_of(await self.body(request, "AccountRef"))
-        self.control.reset(account)
+        await self.control.reset(account)
         return JSONResponse({"reset": account or "all"})
 
     async def state(self, request: Request) -> Response:
         if request.method == "GET":
-            return JSONResponse(self.control.export_state(upload_data=bool(flag(request.query_params, "upload_data"))))
-        return JSONResponse({"imported": self.control.import_state(await self.body(request, "State"))})
+            return JSONResponse(
+                await self.control.export_state(upload_data=bool(flag(request.query_params, "upload_data")))
+            )
+        return JSONResponse({"imported": await self.control.import_state(await self.body(request, "State"))})

@@ -26,7 +26,7 @@ class Tasks(Routes):
         order = q.get("order", "asc")
         if order not in ("asc", "desc"):
             raise bad_request("order must be asc or desc", "order")
-        page, total = self.control.tasks(
+        page, total = await self.control.tasks(
             self.account_of(q),
             status=q.get("status"),
             newest_first=order == "desc",
@@ -36,14 +36,14 @@ class Tasks(Routes):
         return JSONResponse({"tasks": page, "total": total})
 
     async def task(self, request: Request) -> Response:
-        return JSONResponse(self.control.task(request.path_params["task_id"]))
+        return JSONResponse(await self.control.task(request.path_params["task_id"]))
 
     async def seed(self, request: Request) -> Response:
         body = await self.body(request, "SeedTask")
         account = self.account_of(body)
         if account is None:
             raise bad_request("name the account by token or account", "token")
-        record = self.control.seed_task(
+        record = await self.control.seed_task(
             account,
             action=body.get("action", "VIDEO"),
             status=body.get("status", "SUCCESS"),
