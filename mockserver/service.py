@@ -16,6 +16,7 @@ from a benchmark or a unit test as from a route.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -83,24 +84,45 @@ class Polled:
 class StoreClock:
     """The state of the server's ``ShiftedClock``, which every worker shares through the store: read from
     the store's copy of the shared settings (made current once per request, not at every reading), a
-    move noted there at once and written by ``save`` (the control plane's, which moves it)."""
+    move noted there at once and written by ``save``: the control plane's, which moves it, or at once
+    when the clock is moved from plain Python code (no event loop running in the thread)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.unsaved: tuple[float, float | None] | None = None
+        self.saved: tuple[float, float | None] = (0.0, None)  # the state before the unsaved moves
 
     def clock_state(self) -> tuple[float, float | None]:
         return self.store.shared().clock
 
     def set_clock_state(self, offset: float, frozen_at: float | None) -> None:
+        if self.unsaved is None:
+            self.saved = self.store.shared().clock
         self.unsaved = (offset, frozen_at)
         self.store.note_clock(self.unsaved)
+        if not loop_running():  # moved from a script or a sync test: no control plane will save it
+            asyncio.run(self.save())
 
     async def save(self) -> None:
-        """Write the last move for every worker (nothing when the clock did not move)."""
+        """Write the last move for every worker (nothing when the clock did not move). A write the
+        store refuses (503) takes the move back here too: no worker's clock moved."""
         state, self.unsaved = self.unsaved, None
-        if state is not None:
+        if state is None:
+            return
+        try:
             await self.store.set_clock_state(*state)
+        except BaseException:
+            self.store.note_clock(self.saved)
+            raise
+
+
+def loop_running() -> bool:
+    """Whether this thread runs an event loop now."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class Fake:
@@ -234,7 +256,7 @@ class Fake:
     async def choose_fault(
         self, header: str | None, endpoint: str, account: str | None, body: dict[str, Any] | None = None
     ) -> Fault | None:
-        """The fault for a request, the rule's firing counted through the hot store: ``faults.choose`` walks the
+        """The fault for a request, the rule's firing counted in the store: ``faults.choose`` walks the
         rules; the first it would fire is fired here, and when it had no firing left the walk goes on after it."""
         if header is not None:
             return faults.parse(header)
@@ -577,7 +599,7 @@ class Fake:
     async def sweep(self) -> None:
         """Evict tasks nobody can see any more (past retention and past their media's expiry), at most
         once a minute of the clock and ``EVICT_BATCH`` tasks per submission (the next one goes on while
-        there are more), through the hot store: memory stays flat however long the server runs."""
+        there are more): memory stays flat however long the server runs."""
         now = self.clock.now()
         if now < self._next_sweep:
             return

@@ -151,7 +151,7 @@ class Settings:
     )
     store_timeout_seconds: float = _opt(
         2.0,
-        "longest wait for the state store (Redis socket and connect timeouts, SQLite busy timeout); "
+        "longest wait for the state store (a Redis command; an SQLite write waiting for the lock); "
         "past it the request gets 503 server_error with Retry-After",
     )
     workers: int = _opt(1, "worker processes (needs a shared --state: sqlite:/// or redis://)")

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from mockserver import service
+from mockserver import create_app, service
 from mockserver.control import ControlPlane
 from mockserver.core.clock import VirtualClock
-from mockserver.core.errors import ApiError
+from mockserver.core.errors import ApiError, StoreUnavailable
 from mockserver.files import Files
 from mockserver.service import Fake
 from mockserver.settings import Settings
 from mockserver.store import MemoryStore
+from mockserver.store.sqlite import SQLiteStore
+from mockserver.testing.transport import SyncASGITransport
 
 from .helpers import blocking
 
@@ -139,3 +143,34 @@ def test_accounts_are_remembered_by_header_only_when_valid_and_within_bounds() -
     accounts = {many.account(f"Bearer token-{n}") for n in range(service.ACCOUNTS_KEPT + 500)}
     assert len(accounts) == service.ACCOUNTS_KEPT + 500  # each token its own account, memo or not
     assert len(many._accounts) <= service.ACCOUNTS_KEPT
+
+
+# -- the clock every worker shares (``service.StoreClock``) ------------------------------------------
+
+
+class RefusingClockStore(MemoryStore):
+    """A memory store whose clock cannot be written (a store that answers 503)."""
+
+    async def set_clock_state(self, offset: float, frozen_at: float | None) -> None:
+        raise StoreUnavailable("test: the clock cannot be written")
+
+
+def test_a_clock_move_the_store_refuses_moves_no_clock() -> None:
+    store = RefusingClockStore()
+    app = create_app(Settings(), store=store)  # the server's clock: kept in the store
+    with httpx.Client(transport=SyncASGITransport(app), base_url="http://testserver") as client:
+        before = client.get("/__mock__/clock").json()
+        assert before["frozen"] is False
+        refused = client.post("/__mock__/clock", json={"freeze": True})
+        assert refused.status_code == 503, refused.text
+        assert client.get("/__mock__/clock").json()["frozen"] is False  # the move was taken back
+    assert store.shared().clock == (0.0, None)
+
+
+def test_a_clock_moved_from_plain_code_is_written_for_every_worker(tmp_path: Path) -> None:
+    state = f"sqlite:///{tmp_path / 'clock.db'}"
+    fake = Fake.open(Settings(state=state).validated())
+    fake.clock.advance(3600)  # type: ignore[attr-defined]
+    other = blocking(SQLiteStore(tmp_path / "clock.db"))  # another worker's view
+    other.refresh()
+    assert other.shared().clock[0] == pytest.approx(3600)

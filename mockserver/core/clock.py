@@ -96,7 +96,10 @@ class ShiftedClock:
 
     This is the server's default clock: real time passes, and
     ``POST /__mock__/clock`` can still jump it forward or freeze it. Its state
-    lives in ``state`` (the store), so worker processes share one clock.
+    lives in ``state`` (``service.StoreClock``: the store), so worker processes
+    share one clock. Moved from code running on an event loop, the move is
+    written for the other workers by ``await Fake.save_clock()`` (the control
+    routes do this); moved from plain code, at once.
     """
 
     def __init__(self, base: Clock | None = None, state: ClockState | None = None) -> None:

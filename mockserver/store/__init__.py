@@ -26,7 +26,7 @@ def open_store(
     stay within ``journal_max_bytes``. SQLite and Redis keep entries by count only: their journal is
     bounded by ``journal_size`` × the edge's per-entry cap (``web.edge.ENTRY_MAX_BYTES``, 16 KiB).
 
-    ``timeout`` bounds a call to SQLite (its busy timeout) or Redis (socket and connect timeouts):
+    ``timeout`` bounds a call to SQLite (a write waiting for the lock) or Redis (a command, or a connect):
     past it the store raises ``StoreUnavailable`` (503)."""
     if url in ("memory://", "memory", ""):
         return MemoryStore(journal_size, journal_max_bytes)

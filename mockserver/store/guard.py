@@ -1,7 +1,7 @@
 """A store that cannot answer: its errors become ``StoreUnavailable`` (503), in bounded time.
 
-Each store bounds a single call by its timeout (Redis socket and connect
-timeouts, SQLite's busy timeout). ``Guard`` turns the driver's connection,
+Each store bounds a single call by its timeout (a Redis command or connect;
+an SQLite write waiting for the lock held elsewhere). ``Guard`` turns the driver's connection,
 timeout and operational errors into ``StoreUnavailable``. A failure that took
 time (``slow`` seconds or more: a frozen Redis, a file locked elsewhere) also
 makes it answer every call at once with the same error for ``retry_after``

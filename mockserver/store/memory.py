@@ -53,10 +53,11 @@ class MemoryStore:
         self._seq = 0  # never reset: journal cursors (`since`) stay valid across resets
         self._lock = threading.Lock()
         self._clock: tuple[float, float | None] = (0.0, None)
+        self._shared: Shared | None = None  # the shared settings' copy, made again when next read
+        self._changes = 0  # bumped by every change of what the copy holds
         self._clear()
 
     def _clear(self) -> None:
-        self._shared: Shared | None = None  # made again when next read
         self._journal.clear()
         self._journal_bytes = 0
         self._tasks: dict[str, bytes] = {}  # in the order they were stored
@@ -81,6 +82,7 @@ class MemoryStore:
         self._canned: dict[str, CannedResponse] = {}
         self._canned_fired: dict[str, int] = {}
         self._account_settings: dict[str, dict[str, Any]] = {}
+        self._stale()  # last: a copy made meanwhile from the old fields is not kept
 
     # tasks
 
@@ -322,7 +324,7 @@ class MemoryStore:
     async def put_fault_rule(self, rule: FaultRule) -> None:
         self._rules[rule.id] = rule
         self._fired[rule.id] = rule.fired
-        self._shared = None
+        self._stale()
 
     async def fault_rules(self) -> list[FaultRule]:
         return list(self._rules.values())
@@ -330,7 +332,7 @@ class MemoryStore:
     async def delete_fault_rule(self, rule_id: str) -> bool:
         self._fired.pop(rule_id, None)
         found = self._rules.pop(rule_id, None) is not None
-        self._shared = None
+        self._stale()
         return found
 
     async def fire_fault_rule(self, rule_id: str) -> bool:
@@ -353,7 +355,7 @@ class MemoryStore:
         with self._lock:
             self._canned[response.id] = response
             self._canned_fired[response.id] = response.fired
-            self._shared = None
+            self._stale()
 
     async def canned_responses(self) -> list[CannedResponse]:
         if not self._canned:  # the common case, asked on every request: no copying
@@ -365,7 +367,7 @@ class MemoryStore:
         with self._lock:
             self._canned_fired.pop(response_id, None)
             found = self._canned.pop(response_id, None) is not None
-            self._shared = None
+            self._stale()
             return found
 
     async def fire_canned_response(self, response_id: str) -> bool:
@@ -377,7 +379,7 @@ class MemoryStore:
             if response.times is not None and fired >= response.times:
                 return False
             self._canned_fired[response_id] = fired + 1
-            self._shared = None  # a spent response is skipped by the next request
+            self._stale()  # a spent response is skipped by the next request
             return True
 
     # per-account settings
@@ -390,7 +392,7 @@ class MemoryStore:
             self._account_settings[account] = dict(settings)
         else:
             self._account_settings.pop(account, None)
-        self._shared = None
+        self._stale()
 
     async def all_account_settings(self) -> dict[str, dict[str, Any]]:
         return {account: dict(values) for account, values in self._account_settings.items()}
@@ -429,17 +431,25 @@ class MemoryStore:
 
     # the shared settings: read live (``shared()`` is made again after any change), nothing to refresh
 
+    def _stale(self) -> None:
+        self._changes += 1
+        self._shared = None
+
     def shared(self) -> Shared:
         found = self._shared
         if found is None:
+            changes = self._changes
             fired, canned = self._canned_fired, list(self._canned.values())
-            found = self._shared = Shared(
+            found = Shared(
                 None,
                 self._clock,
                 tuple(self._rules.values()),
                 tuple(dataclasses.replace(r, fired=fired.get(r.id, 0)) for r in canned),
                 self._account_settings,
             )
+            with self._lock:
+                if changes == self._changes:  # nothing changed while it was made: kept
+                    self._shared = found
         return found
 
     async def refresh(self) -> None:
@@ -447,7 +457,7 @@ class MemoryStore:
 
     def note_clock(self, state: tuple[float, float | None]) -> None:
         self._clock = state
-        self._shared = None
+        self._stale()
 
     async def reset(self, account: str | None = None) -> None:
         if account is None:
@@ -471,7 +481,7 @@ class MemoryStore:
         self._windows.pop(account, None)
         self._balances.pop(account, None)
         self._account_settings.pop(account, None)
-        self._shared = None
+        self._stale()
 
     async def replace_state(self, image: StateImage) -> None:
         """Build the new state in a store of its own (a failure there leaves this one alone), then take
@@ -481,13 +491,13 @@ class MemoryStore:
         fresh = {name: value for name, value in vars(built).items() if name not in KEPT}
         with self._lock:
             self.__dict__.update(fresh)
-            self._shared = None
+            self._stale()
 
     async def ping(self) -> None:
         return None
 
 
-KEPT = frozenset({"_seq", "_lock", "_clock", "_journal_max_bytes"})  # what a replace leaves as it was
+KEPT = frozenset({"_seq", "_lock", "_clock", "_journal_max_bytes", "_changes"})  # what a replace leaves as it was
 
 
 def _entry(item: str | Entry) -> dict[str, Any]:

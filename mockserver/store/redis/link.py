@@ -30,6 +30,7 @@ Command = Sequence[Any]
 UNAVAILABLE = (ConnectionError, OSError, TimeoutError)  # the client's failures: Redis down, refusing, frozen
 UNAVAILABLE_REPLIES = ("READONLY", "OOM", "LOADING", "MASTERDOWN", "BUSY ")  # a Redis that cannot write
 JOURNAL_DELAY = 0.02  # seconds a journal entry may wait to be written with others
+FLUSH_WAIT = 0.25  # seconds a journal read waits for the batches other loops are writing
 JOURNAL_BATCH = 500  # entries written at once, whatever the delay
 
 
@@ -270,4 +271,5 @@ class JournalQueue:
         if batch is not None:
             await self._send(batch)
         if writing:
-            await asyncio.wait([asyncio.wrap_future(done) for done in writing], timeout=self.link.options.timeout)
+            # (a short wait: a loop whose thread is blocked waiting for this very read cannot finish its batch)
+            await asyncio.wait([asyncio.wrap_future(done) for done in writing], timeout=FLUSH_WAIT)

@@ -20,7 +20,8 @@ in one write (pipelining across requests). Per request:
 - a fault rule's or canned response's firing: one ``FIRE_RULE`` script (its ``times`` from the copy);
   a rate-limit count: one ``INCR``/``EXPIRE``.
 
-The control plane's calls (several round trips at most) use the same client.
+The control plane's calls use the same client; those of several round trips (a reset, a replace, a
+page of tasks) let other requests of this worker run between them, so they are not one snapshot.
 """
 
 from __future__ import annotations

@@ -95,6 +95,8 @@ class SQLiteStore:
         if loop in self._fresh:
             return
         self._load_shared()
+        if self._fresh:
+            self._fresh = {known for known in self._fresh if not known.is_closed()}  # none kept for a closed loop
         self._fresh.add(loop)
         loop.call_soon(self._fresh.discard, loop)
 
