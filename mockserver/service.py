@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 from .core import canned, clips, faults, images, jsonio, ledger, lifecycle, replay, submission
 from .core.accounts import ACCOUNT_ID, account_id, bearer_token, key_id, shared_account_id
 from .core.canned import CannedResponse
-from .core.clock import LATEST, Clock, ShiftedClock, pause
+from .core.clock import LATEST, Clock, ShiftedClock, loop_running, pause
 from .core.errors import (
     APIMART,
     AUTHENTICATION,
@@ -114,15 +114,6 @@ class StoreClock:
         except BaseException:
             self.store.note_clock(self.saved)
             raise
-
-
-def loop_running() -> bool:
-    """Whether this thread runs an event loop now."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 class Fake:

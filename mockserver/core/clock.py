@@ -148,6 +148,15 @@ class ShiftedClock:
         return self.now()
 
 
+def loop_running() -> bool:
+    """Whether this thread runs an event loop now (a sync call made from async code)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 # -- pauses (a latency fault's wait) ------------------------------------------------------------
 
 # Set by the edge for each request: a wait that ends when the client hangs up (its ASGI receive,

@@ -27,6 +27,7 @@ import httpx
 from anyio.from_thread import BlockingPortal
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..core.clock import loop_running
 from ..web.edge import LATENCY_HEADER, WIRE_FAULTS_EXTENSION
 
 CLIENT_ADDRESS = ("127.0.0.1", 50000)
@@ -71,15 +72,6 @@ class AsyncASGITransport(httpx.ASGITransport):
         raise_wire_fault(response.status_code, headers, request)
         # A stream, not content: the client then reads and closes it itself, setting .elapsed as for a socket.
         return httpx.Response(response.status_code, headers=headers, stream=httpx.ByteStream(body))
-
-
-def loop_running() -> bool:
-    """Whether this thread is inside a running event loop (a sync client called from async code)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 class SyncASGITransport(httpx.BaseTransport):
