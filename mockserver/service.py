@@ -267,12 +267,9 @@ class Fake:
         return self.store.shared().rules
 
     def canned_possible(self) -> bool:
-        """Whether any canned response is kept: when none is, a request need not be asked about them (a
-        store that cannot say is asked, and its 503 answered, as a canned response is looked up)."""
-        try:
-            return bool(self._canned())
-        except StoreUnavailable:
-            return True
+        """Whether any canned response is kept: when none is, a request need not be asked about them. Read
+        from the store's copy of the shared settings, which answers even while the store cannot."""
+        return bool(self._canned())
 
     def _canned(self) -> tuple[CannedResponse, ...]:
         return self.store.shared().canned

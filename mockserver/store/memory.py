@@ -164,8 +164,7 @@ class MemoryStore:
         return spend
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
-        packed = self._tasks.get(task_id)
-        return TaskRecord.unpack(packed) if packed is not None else None
+        return self._task(task_id)
 
     def _task(self, task_id: str) -> TaskRecord | None:
         packed = self._tasks.get(task_id)
@@ -358,10 +357,7 @@ class MemoryStore:
             self._stale()
 
     async def canned_responses(self) -> list[CannedResponse]:
-        if not self._canned:  # the common case, asked on every request: no copying
-            return []
-        fired = self._canned_fired
-        return [dataclasses.replace(r, fired=fired.get(r.id, 0)) for r in list(self._canned.values())]
+        return list(self.shared().canned)  # each with its current count: the copy is made again at a firing
 
     async def delete_canned_response(self, response_id: str) -> bool:
         with self._lock:
