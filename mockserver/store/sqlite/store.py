@@ -34,21 +34,31 @@ from . import steps
 from .writer import SQLiteWriter
 
 
+def _rules(db: sqlite3.Connection) -> list[FaultRule]:
+    return [FaultRule.from_dict(json.loads(data)) for (data,) in db.execute("SELECT data FROM rules ORDER BY pos")]
+
+
+def _canned(db: sqlite3.Connection) -> list[CannedResponse]:
+    rows = db.execute("SELECT data, fired FROM canned ORDER BY pos")
+    return [CannedResponse.from_dict({**json.loads(data), "fired": fired}) for data, fired in rows]
+
+
+def _account_settings(db: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    return {account: json.loads(data) for account, data in db.execute("SELECT account, data FROM account_settings")}
+
+
 def _shared_settings(db: sqlite3.Connection, known: Shared) -> Shared:
     """The shared settings, in the caller's snapshot: ``known`` when their version has not moved."""
     row = db.execute("SELECT version FROM shared_version WHERE id = 1").fetchone()
     if row is not None and row[0] == known.version:
         return known
     clock = db.execute("SELECT offset, frozen_at FROM clock WHERE id = 1").fetchone()
-    rules = db.execute("SELECT data FROM rules ORDER BY pos").fetchall()
-    canned = db.execute("SELECT data, fired FROM canned ORDER BY pos").fetchall()
-    accounts = db.execute("SELECT account, data FROM account_settings").fetchall()
     return Shared(
         row[0] if row is not None else None,
         (float(clock[0]), clock[1]) if clock else (0.0, None),
-        tuple(FaultRule.from_dict(json.loads(data)) for (data,) in rules),
-        tuple(CannedResponse.from_dict({**json.loads(data), "fired": fired}) for data, fired in canned),
-        {account: json.loads(data) for account, data in accounts},
+        tuple(_rules(db)),
+        tuple(_canned(db)),
+        _account_settings(db),
     )
 
 
@@ -220,8 +230,7 @@ class SQLiteStore:
         await self.writer.write(lambda db: steps.put_fault_rule(db, rule))
 
     async def fault_rules(self) -> list[FaultRule]:
-        rows = self.writer.read_all("SELECT data FROM rules ORDER BY pos")
-        return [FaultRule.from_dict(json.loads(r[0])) for r in rows]
+        return self.writer.read(_rules)
 
     async def delete_fault_rule(self, rule_id: str) -> bool:
         return bool(await self.writer.write(lambda db: steps.delete(db, "rules", rule_id)))
@@ -238,8 +247,7 @@ class SQLiteStore:
         await self.writer.write(lambda db: steps.put_canned_response(db, response))
 
     async def canned_responses(self) -> list[CannedResponse]:
-        rows = self.writer.read_all("SELECT data, fired FROM canned ORDER BY pos")
-        return [CannedResponse.from_dict({**json.loads(data), "fired": fired}) for data, fired in rows]
+        return self.writer.read(_canned)
 
     async def delete_canned_response(self, response_id: str) -> bool:
         return bool(await self.writer.write(lambda db: steps.delete(db, "canned", response_id)))
@@ -258,8 +266,7 @@ class SQLiteStore:
         await self.writer.write(lambda db: steps.set_account_settings(db, account, settings))
 
     async def all_account_settings(self) -> dict[str, dict[str, Any]]:
-        rows = self.writer.read_all("SELECT account, data FROM account_settings")
-        return {account: json.loads(data) for account, data in rows}
+        return self.writer.read(_account_settings)
 
     # -- rate limiting, balances --------------------------------------------------------------------
 
